@@ -1,0 +1,1 @@
+//! Audio I/O: sound card (cpal), WAV files (hound) and silence.

@@ -1,0 +1,6 @@
+//! Media: RTP sessions, codecs, the jitter buffer and audio I/O.
+//!
+//! Everything here except `audio` is sans-IO.
+
+pub mod audio;
+pub mod codec;

@@ -1,0 +1,1 @@
+//! Transports: UDP sockets on tokio.

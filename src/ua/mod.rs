@@ -1,0 +1,1 @@
+//! The user agent: calls, and the tokio driver that runs them.
