@@ -1,1 +1,23 @@
-//! SIP messages: parsing, printing, URIs and typed headers (RFC 3261 §7, §19, §20, §25).
+//! SIP messages: parsing, printing, URIs and typed headers (RFC 3261 §7,
+//! §19, §20, §25).
+//!
+//! [`parse::parse_datagram`] frames a datagram into a [`SipMessage`] whose
+//! headers are kept losslessly; typed values come from the accessors in
+//! [`access`] and the types in [`header`].
+
+pub mod access;
+pub mod header;
+pub mod headers;
+pub mod message;
+pub mod method;
+pub mod params;
+pub mod parse;
+pub mod uri;
+
+pub use header::{CSeq, NameAddr, Via};
+pub use headers::{Header, Headers};
+pub use message::{Request, Response, SipMessage, reason_phrase};
+pub use method::Method;
+pub use params::Params;
+pub use parse::{ParseError, parse_datagram};
+pub use uri::{Host, SipUri, Uri};
