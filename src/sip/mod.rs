@@ -13,6 +13,7 @@ pub mod method;
 pub mod params;
 pub mod parse;
 pub mod uri;
+pub mod validate;
 
 pub use header::{CSeq, NameAddr, Via};
 pub use headers::{Header, Headers};

@@ -1,1 +1,10 @@
-//! The user agent: calls, and the tokio driver that runs them.
+//! The user agent: the sans-IO call core ([`agent`], [`call`]) and the
+//! tokio shell that runs it ([`driver`]).
+
+pub mod agent;
+pub mod call;
+pub mod driver;
+
+pub use agent::{EndReason, UaConfig, UaError, UaEvent, UaOutput, UserAgent};
+pub use call::{CallDirection, CallHandle, CallState};
+pub use driver::{MediaIo, Phone, PhoneConfig, PhoneEvent};

@@ -1,0 +1,1119 @@
+//! The user agent core: UAC and UAS behaviour for calls (RFC 3261 §8, §9,
+//! §13–§15), OPTIONS (§11) and the validation of what arrives.
+//!
+//! Sans-IO. Feed it datagrams ([`UserAgent::handle_datagram`]), user
+//! commands ([`UserAgent::dial`], [`UserAgent::answer`], ...) and the time
+//! ([`UserAgent::handle_timeout`]), then drain [`UserAgent::poll_output`]
+//! and sleep until [`UserAgent::next_timeout`]. It never reads the clock
+//! and takes its randomness (tags, branches, Call-IDs) from a seeded RNG.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::call::{Call, CallDirection, CallHandle, CallState, Retransmit};
+use crate::dialog::Dialog;
+use crate::sdp::{LocalMedia, NegotiatedMedia, Negotiator, SdpError};
+use crate::sip::validate::{
+    ALLOWED_METHODS, Rejection, build_error_response, check_request, check_response,
+};
+use crate::sip::{
+    Host, Method, NameAddr, Request, Response, SipMessage, SipUri, Uri, Via, parse_datagram,
+};
+use crate::transaction::{
+    Output, TimerConfig, TransactionKey, TransactionLayer, TxEvent, make_response,
+};
+use crate::transport::{Transmit, response_destination, uri_destination};
+
+/// What the user agent is configured with.
+#[derive(Debug, Clone)]
+pub struct UaConfig {
+    /// User part of our Contact (and of From when `from` is not set).
+    pub user: String,
+    /// From URI for outgoing calls (`sip:alice@example.com`).
+    pub from: Option<String>,
+    pub display_name: Option<String>,
+    /// The port of our SIP socket (for Via and Contact).
+    pub local_port: u16,
+    pub timers: TimerConfig,
+    pub user_agent: String,
+    /// Seed for tags, branches and Call-IDs.
+    pub seed: u64,
+}
+
+/// Why a call ended.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EndReason {
+    /// We hung up after the answer (BYE).
+    LocalHangup,
+    /// The peer sent BYE.
+    RemoteHangup,
+    /// We cancelled before the answer (CANCEL, 487).
+    Cancelled,
+    /// The caller cancelled before we answered.
+    RemoteCancelled,
+    /// The peer answered with a final error response.
+    Rejected { status: u16, reason: String },
+    /// We refused the incoming call.
+    LocalReject { status: u16 },
+    /// No final response in time (Timer B / 408).
+    Timeout,
+    /// Our 2xx was never acknowledged (§13.3.1.4).
+    NoAck,
+    /// The network refused the request.
+    TransportError,
+    /// The answer's SDP was unusable; the call was hung up.
+    MediaFailure { detail: String },
+}
+
+/// Events for the shell and the user.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UaEvent {
+    IncomingCall {
+        call: CallHandle,
+        from: String,
+        to: String,
+    },
+    /// A provisional response to our INVITE.
+    Progress {
+        call: CallHandle,
+        status: u16,
+        reason: String,
+    },
+    /// Media was negotiated (early media, the answer, or a re-INVITE).
+    Media {
+        call: CallHandle,
+        media: NegotiatedMedia,
+    },
+    /// The call is answered: outgoing on the 2xx, incoming on the ACK.
+    Answered { call: CallHandle },
+    Ended { call: CallHandle, reason: EndReason },
+    /// A request we refused before any call processing (RFC 3261 §8.2).
+    Rejected {
+        method: String,
+        status: u16,
+        detail: String,
+    },
+}
+
+/// Outputs of the core.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UaOutput {
+    Transmit(Transmit),
+    Event(UaEvent),
+}
+
+/// Errors from user commands.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum UaError {
+    #[error("{target:?} is not a SIP URI")]
+    BadTarget { target: String },
+    #[error("no call {call}")]
+    NoSuchCall { call: CallHandle },
+    #[error("call {call} cannot do that now ({state:?})")]
+    WrongState { call: CallHandle, state: CallState },
+    #[error("SDP: {0}")]
+    Sdp(#[from] SdpError),
+    #[error("transaction: {0}")]
+    Tx(#[from] crate::transaction::TxError),
+}
+
+/// The user agent core.
+pub struct UserAgent {
+    cfg: UaConfig,
+    tx: TransactionLayer,
+    rng: StdRng,
+    calls: BTreeMap<CallHandle, Call>,
+    next_handle: CallHandle,
+    out: VecDeque<UaOutput>,
+    /// Media settings used to check incoming offers before the call has a
+    /// port of its own.
+    media_template: LocalMedia,
+    /// The local address the datagram being handled arrived on.
+    datagram_local_ip: IpAddr,
+}
+
+impl UserAgent {
+    pub fn new(cfg: UaConfig, media_template: LocalMedia) -> UserAgent {
+        UserAgent {
+            tx: TransactionLayer::new(cfg.timers),
+            rng: StdRng::seed_from_u64(cfg.seed),
+            cfg,
+            calls: BTreeMap::new(),
+            next_handle: 1,
+            out: VecDeque::new(),
+            datagram_local_ip: media_template.addr,
+            media_template,
+        }
+    }
+
+    pub fn poll_output(&mut self) -> Option<UaOutput> {
+        self.out.pop_front()
+    }
+
+    /// The next instant at which [`UserAgent::handle_timeout`] must run.
+    pub fn next_timeout(&self) -> Option<Instant> {
+        let retrans = self
+            .calls
+            .values()
+            .filter_map(|c| c.ok_retransmit.as_ref().map(|r| r.next));
+        self.tx.next_timeout().into_iter().chain(retrans).min()
+    }
+
+    /// Live calls.
+    pub fn call_count(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// Our address as the peer of `call` sees it.
+    pub fn call_local_ip(&self, call: CallHandle) -> Option<IpAddr> {
+        self.calls.get(&call).map(|c| c.local_ip)
+    }
+
+    pub fn call_state(&self, call: CallHandle) -> Option<CallState> {
+        self.calls.get(&call).map(|c| c.state)
+    }
+
+    // ----- identifiers -------------------------------------------------
+
+    fn token(&mut self, len: usize) -> String {
+        const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+        (0..len)
+            .map(|_| ALPHABET[self.rng.random_range(0..ALPHABET.len())] as char)
+            .collect()
+    }
+
+    /// RFC 3261 §8.1.1.7: a branch unique in space and time, with the cookie.
+    fn new_via(&mut self, local_ip: IpAddr) -> String {
+        let branch = format!("z9hG4bK{}", self.token(16));
+        Via::new("UDP", Host::from_ip(local_ip), self.cfg.local_port, &branch).to_string()
+    }
+
+    fn contact(&self, local_ip: IpAddr) -> String {
+        let uri = SipUri::new(
+            Some(&self.cfg.user),
+            Host::from_ip(local_ip),
+            Some(self.cfg.local_port),
+        );
+        format!("<{uri}>")
+    }
+
+    fn add_common_headers(&self, headers: &mut crate::sip::Headers, local_ip: IpAddr) {
+        headers.push("Contact", self.contact(local_ip));
+        headers.push("Allow", ALLOWED_METHODS.join(", "));
+        headers.push("User-Agent", self.cfg.user_agent.clone());
+    }
+
+    fn emit(&mut self, e: UaEvent) {
+        self.out.push_back(UaOutput::Event(e));
+    }
+
+    fn transmit(&mut self, dest: SocketAddr, payload: Vec<u8>) {
+        self.out
+            .push_back(UaOutput::Transmit(Transmit { dest, payload }));
+    }
+
+    // ----- user commands ----------------------------------------------
+
+    /// Places a call to `target`, sending the INVITE to `dest` (the shell
+    /// resolved it) from `local_ip` (RFC 3261 §13.2.1).
+    pub fn dial(
+        &mut self,
+        target: &str,
+        dest: SocketAddr,
+        media: LocalMedia,
+        now: Instant,
+    ) -> Result<CallHandle, UaError> {
+        let uri = Uri::parse(target).map_err(|_| UaError::BadTarget {
+            target: target.to_string(),
+        })?;
+        if uri.as_sip().is_none() {
+            return Err(UaError::BadTarget {
+                target: target.to_string(),
+            });
+        }
+        let local_ip = media.addr;
+        let mut neg = Negotiator::new(media, self.rng.random_range(1..1u64 << 40), 1);
+        let offer = neg.create_offer()?;
+        let local_tag = self.token(10);
+        let call_id = format!("{}@{}", self.token(20), Host::from_ip(local_ip));
+        let from = match &self.cfg.from {
+            Some(f) => f.clone(),
+            None => SipUri::new(Some(&self.cfg.user), Host::from_ip(local_ip), Some(self.cfg.local_port))
+                .to_string(),
+        };
+        let from = match &self.cfg.display_name {
+            Some(d) => {
+                let mut na = NameAddr::new(Uri::parse(&from).map_err(|_| UaError::BadTarget {
+                    target: from.clone(),
+                })?);
+                na.display = Some(d.clone());
+                na.to_string()
+            }
+            None => format!("<{from}>"),
+        };
+        let mut invite = Request::new(Method::Invite, uri.to_string());
+        let via = self.new_via(local_ip);
+        invite.headers.push("Via", via);
+        invite.headers.push("Max-Forwards", "70");
+        invite.headers.push("From", format!("{from};tag={local_tag}"));
+        invite.headers.push("To", format!("<{uri}>"));
+        invite.headers.push("Call-ID", call_id);
+        invite.headers.push("CSeq", "1 INVITE");
+        self.add_common_headers(&mut invite.headers, local_ip);
+        invite.set_body("application/sdp", offer.into_bytes());
+        let key = self.tx.send_request(invite.clone(), dest, now)?;
+        let handle = self.next_handle;
+        self.next_handle += 1;
+        self.calls.insert(
+            handle,
+            Call {
+                handle,
+                direction: CallDirection::Outgoing,
+                state: CallState::Calling,
+                invite,
+                invite_key: key,
+                peer: dest,
+                local_ip,
+                local_tag,
+                dialog: None,
+                neg,
+                cancel_pending: false,
+                cancelled: false,
+                got_provisional: false,
+                ack: None,
+                ok_retransmit: None,
+                bye_after_ack: false,
+                bye_key: None,
+                answered_at: None,
+            },
+        );
+        self.drain_tx(now);
+        Ok(handle)
+    }
+
+    /// Answers an incoming call with 200 OK (RFC 3261 §13.3.1.4) using
+    /// `media` (our address and RTP port).
+    pub fn answer(&mut self, call: CallHandle, media: LocalMedia, now: Instant) -> Result<(), UaError> {
+        let c = self.calls.get_mut(&call).ok_or(UaError::NoSuchCall { call })?;
+        if c.direction != CallDirection::Incoming || c.state != CallState::Early {
+            return Err(UaError::WrongState {
+                call,
+                state: c.state,
+            });
+        }
+        c.neg.set_local(media);
+        let body = match c.neg.state() {
+            crate::sdp::NegState::RemoteOffer => {
+                let answer = c.neg.create_answer()?;
+                let negotiated = c.neg.negotiate()?;
+                self.out.push_back(UaOutput::Event(UaEvent::Media {
+                    call,
+                    media: negotiated,
+                }));
+                answer
+            }
+            // An INVITE without an offer: ours goes in the 2xx and the
+            // answer comes in the ACK (RFC 3261 §13.2.1).
+            _ => c.neg.create_offer()?,
+        };
+        self.send_2xx(call, body.into_bytes(), now)
+    }
+
+    /// Sends the 2xx for the call's INVITE and arms its retransmission.
+    fn send_2xx(&mut self, call: CallHandle, body: Vec<u8>, now: Instant) -> Result<(), UaError> {
+        let t1 = self.cfg.timers.t1;
+        let t1x64 = self.cfg.timers.t1x64();
+        let contact_ip;
+        let (key, mut resp, dest) = {
+            let c = self.calls.get(&call).ok_or(UaError::NoSuchCall { call })?;
+            contact_ip = c.local_ip;
+            let resp = make_response(&c.invite, 200, Some(&c.local_tag));
+            let dest = c
+                .invite
+                .headers
+                .top_via()
+                .map(|v| response_destination(&v, c.peer))
+                .unwrap_or(c.peer);
+            (c.invite_key.clone(), resp, dest)
+        };
+        self.add_common_headers(&mut resp.headers, contact_ip);
+        resp.set_body("application/sdp", body);
+        let payload = resp.to_bytes();
+        self.tx.send_response(&key, resp, now)?;
+        let c = self.calls.get_mut(&call).expect("checked above");
+        c.ok_retransmit = Some(Retransmit {
+            payload,
+            dest,
+            interval: t1,
+            next: now + t1,
+            give_up: now + t1x64,
+        });
+        if c.state == CallState::Early {
+            c.state = CallState::Answering;
+            c.answered_at = Some(now);
+        }
+        self.drain_tx(now);
+        Ok(())
+    }
+
+    /// Refuses an incoming call (486 Busy Here, 603 Decline, ...).
+    pub fn reject(&mut self, call: CallHandle, status: u16, now: Instant) -> Result<(), UaError> {
+        let c = self.calls.get(&call).ok_or(UaError::NoSuchCall { call })?;
+        if c.direction != CallDirection::Incoming || c.state != CallState::Early {
+            return Err(UaError::WrongState {
+                call,
+                state: c.state,
+            });
+        }
+        let resp = make_response(&c.invite, status, Some(&c.local_tag));
+        let key = c.invite_key.clone();
+        self.tx.send_response(&key, resp, now)?;
+        self.end_call(call, EndReason::LocalReject { status });
+        self.drain_tx(now);
+        Ok(())
+    }
+
+    /// Hangs up: CANCEL before the answer (§9.1), BYE after (§15.1.1),
+    /// 603 for an incoming call still ringing.
+    pub fn hangup(&mut self, call: CallHandle, now: Instant) -> Result<(), UaError> {
+        let c = self.calls.get_mut(&call).ok_or(UaError::NoSuchCall { call })?;
+        match (c.direction, c.state) {
+            (CallDirection::Outgoing, CallState::Calling | CallState::Early) => {
+                if c.got_provisional {
+                    self.send_cancel(call, now);
+                } else {
+                    // §9.1: CANCEL only once a provisional response arrived.
+                    c.cancel_pending = true;
+                }
+            }
+            (CallDirection::Incoming, CallState::Early) => self.reject(call, 603, now)?,
+            (CallDirection::Incoming, CallState::Answering) => c.bye_after_ack = true,
+            (_, CallState::Confirmed) => self.send_bye(call, now),
+            (_, CallState::Terminating | CallState::Ended | CallState::Answering) => {}
+        }
+        self.drain_tx(now);
+        Ok(())
+    }
+
+    /// §9.1: CANCEL copies the INVITE's Request-URI, Call-ID, To, From,
+    /// CSeq number, Route and top Via (same branch).
+    fn send_cancel(&mut self, call: CallHandle, now: Instant) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        if c.cancelled {
+            return;
+        }
+        c.cancelled = true;
+        c.cancel_pending = false;
+        let inv = &c.invite;
+        let mut cancel = Request::new(Method::Cancel, inv.uri.clone());
+        if let Some(v) = inv.headers.list("Via").first() {
+            cancel.headers.push("Via", *v);
+        }
+        cancel.headers.push("Max-Forwards", "70");
+        cancel.headers.copy_from(&inv.headers, "From");
+        cancel.headers.copy_from(&inv.headers, "To");
+        cancel.headers.copy_from(&inv.headers, "Call-ID");
+        let seq = inv.headers.cseq().map(|c| c.seq).unwrap_or(1);
+        cancel.headers.push("CSeq", format!("{seq} CANCEL"));
+        cancel.headers.copy_from(&inv.headers, "Route");
+        cancel.headers.push("Content-Length", "0");
+        let dest = c.peer;
+        if self.tx.send_request(cancel, dest, now).is_err() {
+            tracing::warn!("could not build CANCEL");
+        }
+    }
+
+    /// §15.1.1: BYE within the dialog, to the next hop.
+    fn send_bye(&mut self, call: CallHandle, now: Instant) {
+        let local_ip = match self.calls.get(&call) {
+            Some(c) => c.local_ip,
+            None => return,
+        };
+        let via = self.new_via(local_ip);
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let Some(dialog) = c.dialog.as_mut() else {
+            return;
+        };
+        let mut bye = dialog.create_request(Method::Bye, &via, None);
+        bye.headers.push("Content-Length", "0");
+        let dest = next_hop_addr(dialog, c.peer);
+        c.state = CallState::Terminating;
+        match self.tx.send_request(bye, dest, now) {
+            Ok(key) => c.bye_key = Some(key),
+            Err(_) => self.end_call(call, EndReason::LocalHangup),
+        }
+    }
+
+    // ----- network input ----------------------------------------------
+
+    /// A datagram arrived on the SIP socket from `source`. `local_ip` is the
+    /// address it arrived on (our address as seen by that peer).
+    pub fn handle_datagram(&mut self, data: &[u8], source: SocketAddr, local_ip: IpAddr, now: Instant) {
+        self.datagram_local_ip = local_ip;
+        match parse_datagram(data) {
+            Ok(SipMessage::Request(req)) => self.on_request_datagram(req, source, now),
+            Ok(SipMessage::Response(resp)) => {
+                if let Err(e) = check_response(&resp) {
+                    tracing::debug!("discarding response: {e}");
+                    return;
+                }
+                self.tx.handle_message(SipMessage::Response(resp), source, now);
+            }
+            Err(e) => {
+                tracing::debug!("unparseable datagram from {source}: {e}");
+                // RFC 3261 §18.3: a request whose body cannot be framed gets 400.
+                if let Some(SipMessage::Request(head)) = e.head() {
+                    let rejection = Rejection {
+                        status: 400,
+                        reason: "Bad Request",
+                        headers: Vec::new(),
+                        detail: e.to_string(),
+                    };
+                    self.reject_stateless(head, &rejection, source);
+                }
+            }
+        }
+        self.drain_tx(now);
+    }
+
+    fn on_request_datagram(&mut self, req: Request, source: SocketAddr, now: Instant) {
+        if let Err(rejection) = check_request(&req) {
+            self.reject_stateless(&req, &rejection, source);
+            return;
+        }
+        self.tx.handle_message(SipMessage::Request(req), source, now);
+    }
+
+    /// Answers a request that failed validation without a transaction
+    /// (never an ACK, RFC 3261 §17.1.1.3).
+    fn reject_stateless(&mut self, req: &Request, rejection: &Rejection, source: SocketAddr) {
+        self.emit(UaEvent::Rejected {
+            method: req.method.to_string(),
+            status: rejection.status,
+            detail: rejection.detail.clone(),
+        });
+        if req.method == Method::Ack {
+            return;
+        }
+        let tag = self.token(10);
+        let resp = build_error_response(req, rejection, &tag);
+        let dest = match req.headers.top_via() {
+            Ok(v) => {
+                let mut v = v;
+                if v.rport() == Some(None) {
+                    v.params.set("rport", Some(source.port().to_string()));
+                }
+                v.params.set("received", Some(source.ip().to_string()));
+                response_destination(&v, source)
+            }
+            Err(_) => source,
+        };
+        self.transmit(dest, resp.to_bytes());
+    }
+
+    /// Fires due timers.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.tx.handle_timeout(now);
+        self.drain_tx(now);
+        let due: Vec<CallHandle> = self
+            .calls
+            .values()
+            .filter(|c| c.ok_retransmit.as_ref().is_some_and(|r| r.next <= now))
+            .map(|c| c.handle)
+            .collect();
+        for call in due {
+            self.on_2xx_retransmit_timer(call, now);
+        }
+        self.drain_tx(now);
+    }
+
+    /// §13.3.1.4: re-send the 2xx at T1, doubling up to T2; after 64·T1
+    /// without ACK, end the session with BYE.
+    fn on_2xx_retransmit_timer(&mut self, call: CallHandle, now: Instant) {
+        let t2 = self.cfg.timers.t2;
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let Some(r) = c.ok_retransmit.as_mut() else {
+            return;
+        };
+        if now >= r.give_up {
+            c.ok_retransmit = None;
+            c.state = CallState::Confirmed;
+            self.send_bye(call, now);
+            self.end_call(call, EndReason::NoAck);
+            return;
+        }
+        let (dest, payload) = (r.dest, r.payload.clone());
+        r.interval = (r.interval * 2).min(t2);
+        r.next = now + r.interval;
+        self.transmit(dest, payload);
+    }
+
+    /// Processes everything the transaction layer produced.
+    fn drain_tx(&mut self, now: Instant) {
+        while let Some(o) = self.tx.poll_output() {
+            match o {
+                Output::Transmit(t) => self.out.push_back(UaOutput::Transmit(t)),
+                Output::Event(e) => self.on_tx_event(e, now),
+            }
+        }
+    }
+
+    fn on_tx_event(&mut self, e: TxEvent, now: Instant) {
+        match e {
+            TxEvent::Request {
+                key,
+                request,
+                source,
+            } => self.on_request(key, request, source, now),
+            TxEvent::Response { key, response } => self.on_response(&key, response, now),
+            TxEvent::Timeout { key } => self.on_client_failure(&key, EndReason::Timeout, now),
+            TxEvent::TransportError { key } => {
+                self.on_client_failure(&key, EndReason::TransportError, now)
+            }
+            TxEvent::AckTimeout { .. } | TxEvent::Terminated { .. } => {}
+            TxEvent::Ack { request, .. } => self.on_ack(request, now),
+            TxEvent::StrayResponse { response, .. } => self.on_stray_response(&response),
+        }
+    }
+
+    // ----- requests ----------------------------------------------------
+
+    fn on_request(&mut self, key: TransactionKey, req: Request, source: SocketAddr, now: Instant) {
+        let in_dialog = req
+            .headers
+            .to_addr()
+            .map(|t| t.tag().is_some())
+            .unwrap_or(false);
+        match (&req.method, in_dialog) {
+            (Method::Invite, false) => self.on_new_invite(key, req, source, now),
+            (Method::Invite, true) => self.on_reinvite(key, req, now),
+            (Method::Cancel, _) => self.on_cancel(key, req, now),
+            (Method::Bye, _) => self.on_bye(key, req, now),
+            (Method::Options, _) => self.on_options(key, req, source, now),
+            (Method::Info, true) => self.on_in_dialog_ok(key, req, now),
+            _ => self.respond(&key, &req, 481, now),
+        }
+    }
+
+    fn respond(&mut self, key: &TransactionKey, req: &Request, status: u16, now: Instant) {
+        let tag = self.token(10);
+        let resp = make_response(req, status, Some(&tag));
+        let _ = self.tx.send_response(key, resp, now);
+    }
+
+    /// §13.3.1: a new INVITE: check the offer, send 180 Ringing and tell
+    /// the user.
+    fn on_new_invite(&mut self, key: TransactionKey, req: Request, source: SocketAddr, now: Instant) {
+        let local_tag = self.token(10);
+        let mut template = self.media_template.clone();
+        let local_ip = self.datagram_local_ip;
+        template.addr = local_ip;
+        let mut neg = Negotiator::new(template.clone(), self.rng.random_range(1..1u64 << 40), 1);
+        if !req.body.is_empty() {
+            if let Err(e) = neg.receive_offer(&req.body) {
+                let status = sdp_error_status(&e);
+                let mut resp = make_response(&req, status, Some(&local_tag));
+                if status == 488 {
+                    resp.headers.push("Warning", "304 sipline \"Media type not available\"");
+                }
+                let _ = self.tx.send_response(&key, resp, now);
+                self.emit(UaEvent::Rejected {
+                    method: "INVITE".into(),
+                    status,
+                    detail: e.to_string(),
+                });
+                return;
+            }
+        }
+        let dialog = match Dialog::from_uas(&req, &local_tag, self.rng.random_range(1..10_000)) {
+            Ok(d) => d,
+            Err(e) => {
+                let rejection = Rejection {
+                    status: 400,
+                    reason: "Bad Request",
+                    headers: Vec::new(),
+                    detail: e.to_string(),
+                };
+                let resp = build_error_response(&req, &rejection, &local_tag);
+                let _ = self.tx.send_response(&key, resp, now);
+                return;
+            }
+        };
+        let from = req.headers.get("From").unwrap_or_default().to_string();
+        let to = req.headers.get("To").unwrap_or_default().to_string();
+        let mut ringing = make_response(&req, 180, Some(&local_tag));
+        ringing.headers.push("Contact", self.contact(local_ip));
+        let _ = self.tx.send_response(&key, ringing, now);
+        let handle = self.next_handle;
+        self.next_handle += 1;
+        self.calls.insert(
+            handle,
+            Call {
+                handle,
+                direction: CallDirection::Incoming,
+                state: CallState::Early,
+                invite: req,
+                invite_key: key,
+                peer: source,
+                local_ip,
+                local_tag,
+                dialog: Some(dialog),
+                neg,
+                cancel_pending: false,
+                cancelled: false,
+                got_provisional: false,
+                ack: None,
+                ok_retransmit: None,
+                bye_after_ack: false,
+                bye_key: None,
+                answered_at: None,
+            },
+        );
+        self.emit(UaEvent::IncomingCall {
+            call: handle,
+            from,
+            to,
+        });
+    }
+
+    /// Finds the call whose dialog the request belongs to (§12.2.2).
+    fn find_dialog_call(&self, req: &Request) -> Option<CallHandle> {
+        let call_id = req.headers.call_id().ok()?;
+        let to_tag = req.headers.to_addr().ok()?.tag().map(str::to_string);
+        let from_tag = req.headers.from_addr().ok()?.tag().map(str::to_string);
+        self.calls
+            .values()
+            .find(|c| {
+                c.dialog.as_ref().is_some_and(|d| {
+                    d.matches(call_id, to_tag.as_deref(), from_tag.as_deref())
+                })
+            })
+            .map(|c| c.handle)
+    }
+
+    /// §14.2: a re-INVITE: a new offer gets our answer (hold/resume), an
+    /// empty one gets our offer.
+    fn on_reinvite(&mut self, key: TransactionKey, req: Request, now: Instant) {
+        let Some(call) = self.find_dialog_call(&req) else {
+            return self.respond(&key, &req, 481, now);
+        };
+        let seq = req.headers.cseq().map(|c| c.seq).unwrap_or(0);
+        let c = self.calls.get_mut(&call).expect("found above");
+        let in_order = c
+            .dialog
+            .as_mut()
+            .is_some_and(|d| d.accept_remote_cseq(seq, &Method::Invite));
+        if !in_order {
+            return self.respond(&key, &req, 500, now);
+        }
+        if c.ok_retransmit.is_some() || c.state != CallState::Confirmed {
+            // §14.2: a re-INVITE while ours or another is pending.
+            return self.respond(&key, &req, 491, now);
+        }
+        let body = if req.body.is_empty() {
+            match c.neg.create_offer() {
+                Ok(o) => o,
+                Err(_) => return self.respond(&key, &req, 491, now),
+            }
+        } else {
+            if let Err(e) = c.neg.receive_offer(&req.body) {
+                let status = match e {
+                    SdpError::OfferPending { .. } => 491,
+                    other => sdp_error_status(&other),
+                };
+                return self.respond(&key, &req, status, now);
+            }
+            let answer = match c.neg.create_answer() {
+                Ok(a) => a,
+                Err(e) => return self.respond(&key, &req, sdp_error_status(&e), now),
+            };
+            if let Ok(media) = c.neg.negotiate() {
+                self.out
+                    .push_back(UaOutput::Event(UaEvent::Media { call, media }));
+            }
+            answer
+        };
+        let c = self.calls.get_mut(&call).expect("found above");
+        c.invite = req;
+        c.invite_key = key;
+        if let Some(d) = c.dialog.as_mut() {
+            if let Ok(Some(na)) = c
+                .invite
+                .headers
+                .name_addrs("Contact")
+                .map(|v| v.into_iter().next())
+            {
+                d.remote_target = na.uri;
+            }
+        }
+        let _ = self.send_2xx(call, body.into_bytes(), now);
+    }
+
+    /// §9.2: CANCEL of a pending INVITE: 200 to the CANCEL, 487 to the
+    /// INVITE. Without a matching INVITE transaction: 481.
+    fn on_cancel(&mut self, key: TransactionKey, req: Request, now: Instant) {
+        let invite_key = TransactionKey {
+            method: Method::Invite,
+            ..key.clone()
+        };
+        let call = self
+            .calls
+            .values()
+            .find(|c| c.invite_key == invite_key)
+            .map(|c| c.handle);
+        let Some(call) = call else {
+            return self.respond(&key, &req, 481, now);
+        };
+        self.respond(&key, &req, 200, now);
+        if self.tx.invite_pending(&invite_key) {
+            let c = self.calls.get(&call).expect("found above");
+            let resp = make_response(&c.invite, 487, Some(&c.local_tag));
+            let _ = self.tx.send_response(&invite_key, resp, now);
+            self.end_call(call, EndReason::RemoteCancelled);
+        }
+    }
+
+    /// §15.1.2: BYE ends the call; unknown dialogs get 481.
+    fn on_bye(&mut self, key: TransactionKey, req: Request, now: Instant) {
+        let Some(call) = self.find_dialog_call(&req) else {
+            return self.respond(&key, &req, 481, now);
+        };
+        let resp = make_response(&req, 200, None);
+        let _ = self.tx.send_response(&key, resp, now);
+        // §15.1.2: a BYE for a pending INVITE also ends the INVITE with 487.
+        let (pending, invite_key) = {
+            let c = self.calls.get(&call).expect("found above");
+            (self.tx.invite_pending(&c.invite_key), c.invite_key.clone())
+        };
+        if pending {
+            let c = self.calls.get(&call).expect("found above");
+            let resp = make_response(&c.invite, 487, Some(&c.local_tag));
+            let _ = self.tx.send_response(&invite_key, resp, now);
+        }
+        self.end_call(call, EndReason::RemoteHangup);
+    }
+
+    /// §11.2: OPTIONS is answered as an INVITE would be, with Allow,
+    /// Accept and Supported.
+    fn on_options(&mut self, key: TransactionKey, req: Request, source: SocketAddr, now: Instant) {
+        let tag = self.token(10);
+        let mut resp = make_response(&req, 200, Some(&tag));
+        let local_ip = self.datagram_local_ip;
+        let _ = source;
+        resp.headers.push("Contact", self.contact(local_ip));
+        resp.headers.push("Allow", ALLOWED_METHODS.join(", "));
+        resp.headers.push("Accept", "application/sdp");
+        resp.headers.push("Accept-Encoding", "identity");
+        resp.headers.push("Accept-Language", "en");
+        resp.headers.push("Supported", "");
+        resp.headers.push("User-Agent", self.cfg.user_agent.clone());
+        let _ = self.tx.send_response(&key, resp, now);
+    }
+
+    fn on_in_dialog_ok(&mut self, key: TransactionKey, req: Request, now: Instant) {
+        match self.find_dialog_call(&req) {
+            Some(_) => self.respond(&key, &req, 200, now),
+            None => self.respond(&key, &req, 481, now),
+        }
+    }
+
+    /// The ACK for our 2xx (§13.3.1.4): stop retransmitting, confirm the
+    /// dialog, and read the answer when our offer was in the 2xx.
+    fn on_ack(&mut self, req: Request, now: Instant) {
+        let Some(call) = self.find_dialog_call(&req) else {
+            return;
+        };
+        let c = self.calls.get_mut(&call).expect("found above");
+        if c.ok_retransmit.take().is_none() {
+            return;
+        }
+        let mut media = None;
+        if c.neg.state() == crate::sdp::NegState::LocalOffer && !req.body.is_empty() {
+            if c.neg.receive_answer(&req.body).is_ok() {
+                media = c.neg.negotiate().ok();
+            }
+        }
+        let first_answer = c.state == CallState::Answering;
+        c.state = CallState::Confirmed;
+        let bye = c.bye_after_ack;
+        if let Some(m) = media {
+            self.emit(UaEvent::Media { call, media: m });
+        }
+        if first_answer {
+            self.emit(UaEvent::Answered { call });
+        }
+        if bye {
+            self.send_bye(call, now);
+        }
+    }
+
+    // ----- responses ---------------------------------------------------
+
+    fn call_for_client_key(&self, key: &TransactionKey) -> Option<(CallHandle, bool)> {
+        self.calls.values().find_map(|c| {
+            if c.invite_key == *key && c.direction == CallDirection::Outgoing {
+                Some((c.handle, true))
+            } else if c.bye_key.as_ref() == Some(key) {
+                Some((c.handle, false))
+            } else {
+                None
+            }
+        })
+    }
+
+    fn on_response(&mut self, key: &TransactionKey, resp: Response, now: Instant) {
+        let Some((call, is_invite)) = self.call_for_client_key(key) else {
+            return;
+        };
+        if !is_invite {
+            // Any final response (or none, see on_client_failure) ends the BYE.
+            if resp.status >= 200 {
+                self.end_call(call, EndReason::LocalHangup);
+            }
+            return;
+        }
+        match resp.status {
+            100..=199 => self.on_invite_provisional(call, resp, now),
+            200..=299 => self.on_invite_2xx(call, resp, now),
+            _ => self.on_invite_failure(call, resp),
+        }
+    }
+
+    /// §13.2.2.1: provisional responses; a 1xx with a To tag and SDP gives
+    /// early media (the first SDP is the answer, RFC 3261 §13.2.1).
+    fn on_invite_provisional(&mut self, call: CallHandle, resp: Response, now: Instant) {
+        let c = self.calls.get_mut(&call).expect("caller checked");
+        c.got_provisional = true;
+        if resp.status > 100 && c.state == CallState::Calling {
+            c.state = CallState::Early;
+        }
+        let mut media = None;
+        if !resp.body.is_empty() && c.neg.state() == crate::sdp::NegState::LocalOffer {
+            if c.neg.receive_answer(&resp.body).is_ok() {
+                media = c.neg.negotiate().ok();
+            }
+        }
+        let cancel = c.cancel_pending;
+        if resp.status > 100 {
+            self.emit(UaEvent::Progress {
+                call,
+                status: resp.status,
+                reason: resp.reason.clone(),
+            });
+        }
+        if let Some(m) = media {
+            self.emit(UaEvent::Media { call, media: m });
+        }
+        if cancel {
+            self.send_cancel(call, now);
+        }
+    }
+
+    /// §13.2.2.4: a 2xx: create the dialog, apply the answer if it is the
+    /// first, ACK it (again for every retransmission), and hang up at once
+    /// if the user already asked to.
+    fn on_invite_2xx(&mut self, call: CallHandle, resp: Response, now: Instant) {
+        let to_tag = resp
+            .headers
+            .to_addr()
+            .ok()
+            .and_then(|t| t.tag().map(str::to_string));
+        let c = self.calls.get(&call).expect("caller checked");
+        if let (Some(d), Some((dest, ack))) = (&c.dialog, &c.ack) {
+            if Some(&d.remote_tag) == to_tag.as_ref() {
+                let (dest, ack) = (*dest, ack.clone());
+                self.transmit(dest, ack);
+                return;
+            }
+            // A 2xx from another fork: ACK it and end that dialog (§13.2.2.4).
+            self.ack_and_bye_fork(call, &resp, now);
+            return;
+        }
+        let dialog = match Dialog::from_uac(&c.invite, &resp) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!("2xx does not create a dialog: {e}");
+                self.end_call(
+                    call,
+                    EndReason::MediaFailure {
+                        detail: e.to_string(),
+                    },
+                );
+                return;
+            }
+        };
+        let local_ip = c.local_ip;
+        let via = self.new_via(local_ip);
+        let c = self.calls.get_mut(&call).expect("caller checked");
+        let mut dialog = dialog;
+        let seq = c.invite.headers.cseq().map(|s| s.seq).unwrap_or(1);
+        let mut ack = dialog.create_request(Method::Ack, &via, Some(seq));
+        ack.headers.push("Content-Length", "0");
+        let dest = next_hop_addr(&dialog, c.peer);
+        let payload = ack.to_bytes();
+        c.dialog = Some(dialog);
+        c.ack = Some((dest, payload.clone()));
+        c.state = CallState::Confirmed;
+        c.answered_at = Some(now);
+        let mut media_result = None;
+        if c.neg.state() == crate::sdp::NegState::LocalOffer {
+            media_result = Some(
+                c.neg
+                    .receive_answer(&resp.body)
+                    .and_then(|_| c.neg.negotiate()),
+            );
+        }
+        let hang_up = c.cancel_pending || c.cancelled;
+        self.transmit(dest, payload);
+        match media_result {
+            Some(Err(e)) => {
+                tracing::warn!("unusable answer: {e}");
+                self.send_bye(call, now);
+                self.end_call(
+                    call,
+                    EndReason::MediaFailure {
+                        detail: e.to_string(),
+                    },
+                );
+                return;
+            }
+            Some(Ok(media)) => self.emit(UaEvent::Media { call, media }),
+            None => {}
+        }
+        self.emit(UaEvent::Answered { call });
+        if hang_up {
+            self.send_bye(call, now);
+        }
+    }
+
+    fn ack_and_bye_fork(&mut self, call: CallHandle, resp: &Response, now: Instant) {
+        let Some(c) = self.calls.get(&call) else {
+            return;
+        };
+        let Ok(mut d) = Dialog::from_uac(&c.invite, resp) else {
+            return;
+        };
+        let local_ip = c.local_ip;
+        let peer = c.peer;
+        let seq = c.invite.headers.cseq().map(|s| s.seq).unwrap_or(1);
+        let via = self.new_via(local_ip);
+        let mut ack = d.create_request(Method::Ack, &via, Some(seq));
+        ack.headers.push("Content-Length", "0");
+        let dest = next_hop_addr(&d, peer);
+        self.transmit(dest, ack.to_bytes());
+        let via = self.new_via(local_ip);
+        let mut bye = d.create_request(Method::Bye, &via, None);
+        bye.headers.push("Content-Length", "0");
+        let _ = self.tx.send_request(bye, dest, now);
+    }
+
+    fn on_invite_failure(&mut self, call: CallHandle, resp: Response) {
+        let c = self.calls.get(&call).expect("caller checked");
+        let reason = if (c.cancelled || c.cancel_pending) && resp.status == 487 {
+            EndReason::Cancelled
+        } else {
+            EndReason::Rejected {
+                status: resp.status,
+                reason: resp.reason.clone(),
+            }
+        };
+        self.end_call(call, reason);
+    }
+
+    fn on_client_failure(&mut self, key: &TransactionKey, reason: EndReason, _now: Instant) {
+        let Some((call, is_invite)) = self.call_for_client_key(key) else {
+            return;
+        };
+        let c = self.calls.get(&call).expect("found above");
+        if !is_invite {
+            self.end_call(call, EndReason::LocalHangup);
+            return;
+        }
+        if c.is_established() {
+            return;
+        }
+        let reason = if c.cancelled || c.cancel_pending {
+            EndReason::Cancelled
+        } else {
+            reason
+        };
+        self.end_call(call, reason);
+    }
+
+    /// A 2xx retransmission after the INVITE transaction ended: ACK again
+    /// (§13.2.2.4, bug 12).
+    fn on_stray_response(&mut self, resp: &Response) {
+        if !resp.is_success() {
+            return;
+        }
+        let Ok(cseq) = resp.headers.cseq() else {
+            return;
+        };
+        if cseq.method != Method::Invite {
+            return;
+        }
+        let call_id = resp.headers.call_id().unwrap_or_default();
+        let to_tag = resp
+            .headers
+            .to_addr()
+            .ok()
+            .and_then(|t| t.tag().map(str::to_string));
+        let ack = self.calls.values().find_map(|c| {
+            let d = c.dialog.as_ref()?;
+            (d.call_id == call_id && Some(&d.remote_tag) == to_tag.as_ref())
+                .then(|| c.ack.clone())
+                .flatten()
+        });
+        if let Some((dest, payload)) = ack {
+            self.transmit(dest, payload);
+        }
+    }
+
+    fn end_call(&mut self, call: CallHandle, reason: EndReason) {
+        if let Some(mut c) = self.calls.remove(&call) {
+            c.state = CallState::Ended;
+            self.emit(UaEvent::Ended { call, reason });
+        }
+    }
+
+    /// How long the call has been answered.
+    pub fn call_duration(&self, call: CallHandle, now: Instant) -> Option<Duration> {
+        self.calls
+            .get(&call)
+            .and_then(|c| c.answered_at)
+            .map(|t| now.saturating_duration_since(t))
+    }
+}
+
+/// The address of a dialog's next hop: a literal first Route or remote
+/// target, else where the INVITE went.
+fn next_hop_addr(dialog: &Dialog, fallback: SocketAddr) -> SocketAddr {
+    dialog
+        .next_hop()
+        .and_then(|u| {
+            let port = u.port.or(if u.secure { Some(5061) } else { None });
+            uri_destination(&u.host, port)
+        })
+        .unwrap_or(fallback)
+}
+
+/// RFC 3261 §13.3.1.1 and RFC 3264 §6: an offer with nothing in common is
+/// 488; an unreadable body is 400.
+fn sdp_error_status(e: &SdpError) -> u16 {
+    match e {
+        SdpError::Parse { .. } => 400,
+        SdpError::OfferPending { .. } => 491,
+        _ => 488,
+    }
+}
