@@ -4,3 +4,7 @@
 
 pub mod audio;
 pub mod codec;
+pub mod jitter;
+pub mod rtp;
+pub mod session;
+pub mod signal;

@@ -1,0 +1,555 @@
+//! The per-call media engine: one RTP audio stream in each direction.
+//!
+//! Sans-IO. The media driver owns the UDP socket and a 20 ms tick; it feeds
+//! every datagram received on the socket to [`MediaSession::handle_datagram`],
+//! calls [`MediaSession::push_capture`] with one frame of microphone audio and
+//! [`MediaSession::pull_playback`] for one frame of speaker audio per tick,
+//! and sends whatever [`MediaSession::poll_transmit`] returns from the same
+//! socket (symmetric RTP, RFC 4961). The session never reads the clock: the
+//! driver passes `now`.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rand::Rng;
+use serde::Serialize;
+
+use super::codec::{CodecKind, Decoder, Encoder};
+use super::jitter::{Frame, JitterBuffer};
+use super::rtp::{Kind, RtpPacket, RtpSender, classify};
+
+/// Playout delay of the jitter buffer: three 20 ms frames.
+pub const DEFAULT_TARGET_DELAY: Duration = Duration::from_millis(60);
+
+/// What SDP negotiation decided for the audio stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaConfig {
+    /// The codec both directions use.
+    pub codec: CodecKind,
+    /// Its payload type (static 0/8 for G.711, RFC 3551 §6).
+    pub payload_type: u8,
+    /// RTP clock rate in Hz.
+    pub clock_rate: u32,
+    /// Packetization time in milliseconds (`a=ptime`).
+    pub ptime_ms: u32,
+    /// Payload type of `telephone-event` (RFC 4733), if negotiated.
+    pub telephone_event_pt: Option<u8>,
+    /// Where to send RTP; `None` until known (or `c=0.0.0.0`).
+    pub remote: Option<SocketAddr>,
+    /// Whether we send (`sendrecv`/`sendonly`); false on hold.
+    pub send: bool,
+    /// Whether we play what we receive (`sendrecv`/`recvonly`).
+    pub recv: bool,
+}
+
+impl MediaConfig {
+    /// A `sendrecv` configuration for `codec` at its static payload type
+    /// and clock rate, 20 ms frames, no telephone-event.
+    pub fn new(codec: CodecKind, remote: Option<SocketAddr>) -> Self {
+        MediaConfig {
+            codec,
+            payload_type: codec.static_payload_type().unwrap_or(96),
+            clock_rate: codec.clock_rate(),
+            ptime_ms: 20,
+            telephone_event_pt: None,
+            remote,
+            send: true,
+            recv: true,
+        }
+    }
+
+    /// Samples in one frame: ptime worth at the clock rate (160 for G.711/20 ms).
+    pub fn frame_samples(&self) -> usize {
+        (u64::from(self.clock_rate) * u64::from(self.ptime_ms) / 1000) as usize
+    }
+}
+
+/// Counters of one session, for the `stats` command and JSON events.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct MediaStats {
+    /// RTP packets sent.
+    pub packets_sent: u64,
+    /// RTP packets of the negotiated codec received (duplicates and late included).
+    pub packets_received: u64,
+    /// RFC 3550 §A.3 cumulative number of packets lost.
+    pub packets_lost: u64,
+    /// Packets that arrived after their playout time.
+    pub late: u64,
+    /// Duplicate packets dropped.
+    pub duplicates: u64,
+    /// RFC 3550 §A.8 interarrival jitter, in milliseconds.
+    pub jitter_ms: f64,
+    /// Payload octets sent (RFC 3550 §6.4.1 sender's octet count).
+    pub bytes_sent: u64,
+    /// Payload octets received of the negotiated codec.
+    pub bytes_received: u64,
+    /// Frames played as concealment because no packet was due.
+    pub concealed_frames: u64,
+    /// RTCP packets received (not interpreted yet).
+    pub rtcp_received: u64,
+    /// STUN messages that reached the media session (ignored).
+    pub stun_received: u64,
+    /// RFC 4733 telephone-event packets received (not played yet).
+    pub telephone_events_received: u64,
+    /// RTP packets with a payload type we did not negotiate, dropped.
+    pub unknown_payload_type: u64,
+    /// Datagrams that were not well-formed RTP, or not RTP/RTCP/STUN at all.
+    pub malformed: u64,
+    /// RTP packets dropped because we are not receiving (`recv` false).
+    pub ignored_not_receiving: u64,
+}
+
+/// One call's audio stream; see the module documentation.
+pub struct MediaSession {
+    config: MediaConfig,
+    sender: RtpSender,
+    encoder: Box<dyn Encoder>,
+    decoder: Box<dyn Decoder>,
+    jitter: JitterBuffer,
+    transmit: VecDeque<(SocketAddr, Bytes)>,
+    /// Reused encode buffer, so sending does not allocate per frame.
+    payload: Vec<u8>,
+    /// Next packet starts a talk spurt (RFC 3551 §4.1 marker bit).
+    talk_spurt: bool,
+    last_source: Option<SocketAddr>,
+    stats: MediaStats,
+}
+
+impl std::fmt::Debug for MediaSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MediaSession")
+            .field("config", &self.config)
+            .field("ssrc", &self.sender.ssrc())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MediaSession {
+    /// A session for `config`; SSRC, first sequence number and timestamp
+    /// come from `rng` (RFC 3550 §5.1). `_now` marks the start of the call.
+    pub fn new(config: MediaConfig, rng: &mut (impl Rng + ?Sized), _now: Instant) -> Self {
+        MediaSession {
+            sender: RtpSender::new(config.payload_type, rng),
+            encoder: config.codec.new_encoder(),
+            decoder: config.codec.new_decoder(),
+            jitter: new_jitter_buffer(&config),
+            transmit: VecDeque::new(),
+            payload: Vec::with_capacity(config.frame_samples()),
+            talk_spurt: true,
+            last_source: None,
+            stats: MediaStats::default(),
+            config,
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &MediaConfig {
+        &self.config
+    }
+
+    /// Our SSRC.
+    pub fn ssrc(&self) -> u32 {
+        self.sender.ssrc()
+    }
+
+    /// Source address of the last RTP packet accepted, for the socket owner's
+    /// symmetric-RTP latching.
+    pub fn last_source(&self) -> Option<SocketAddr> {
+        self.last_source
+    }
+
+    /// Takes in one datagram received on the media socket and says what it
+    /// was, so the caller can hand STUN to its NAT code.
+    pub fn handle_datagram(&mut self, data: &[u8], from: SocketAddr, now: Instant) -> Kind {
+        let kind = classify(data);
+        match kind {
+            Kind::Rtp => self.handle_rtp(data, from, now),
+            Kind::Rtcp => self.stats.rtcp_received += 1,
+            Kind::Stun => self.stats.stun_received += 1,
+            Kind::Other => self.stats.malformed += 1,
+        }
+        kind
+    }
+
+    fn handle_rtp(&mut self, data: &[u8], from: SocketAddr, now: Instant) {
+        let packet = match RtpPacket::parse(data) {
+            Ok(packet) => packet,
+            Err(error) => {
+                tracing::debug!(%from, %error, "dropping malformed RTP");
+                self.stats.malformed += 1;
+                return;
+            }
+        };
+        if Some(packet.payload_type) == self.config.telephone_event_pt {
+            self.stats.telephone_events_received += 1;
+            return;
+        }
+        if packet.payload_type != self.config.payload_type {
+            self.stats.unknown_payload_type += 1;
+            return;
+        }
+        if !self.config.recv {
+            self.stats.ignored_not_receiving += 1;
+            return;
+        }
+        self.last_source = Some(from);
+        self.stats.bytes_received += packet.payload.len() as u64;
+        self.jitter.push(&packet, now);
+    }
+
+    /// Encodes one frame of captured audio and queues it for the remote, if
+    /// we send and know where to. Otherwise the RTP timestamp still moves on
+    /// and the next packet sent starts a talk spurt.
+    pub fn push_capture(&mut self, pcm: &[i16]) {
+        let samples = pcm.len() as u32;
+        let Some(remote) = self.config.remote.filter(|_| self.config.send) else {
+            self.sender.skip(samples);
+            self.talk_spurt = true;
+            return;
+        };
+        self.payload.clear();
+        self.encoder.encode(pcm, &mut self.payload);
+        let datagram =
+            self.sender
+                .packetize(&self.payload, samples, std::mem::take(&mut self.talk_spurt));
+        self.stats.packets_sent += 1;
+        self.stats.bytes_sent += self.payload.len() as u64;
+        self.transmit.push_back((remote, datagram));
+    }
+
+    /// The next datagram to send and its destination.
+    pub fn poll_transmit(&mut self) -> Option<(SocketAddr, Bytes)> {
+        self.transmit.pop_front()
+    }
+
+    /// One frame of audio to play (see [`MediaSession::pull_playback_into`]).
+    pub fn pull_playback(&mut self, now: Instant) -> Vec<i16> {
+        let mut out = Vec::with_capacity(self.config.frame_samples());
+        self.pull_playback_into(now, &mut out);
+        out
+    }
+
+    /// Appends exactly one frame (`frame_samples`) of audio to play now:
+    /// decoded from the jitter buffer, concealed when the packet is missing,
+    /// silence before playout starts or while not receiving.
+    pub fn pull_playback_into(&mut self, now: Instant, out: &mut Vec<i16>) {
+        let samples = self.config.frame_samples();
+        let start = out.len();
+        match self.jitter.pop(now) {
+            Some(Frame::Audio { payload, .. }) if self.config.recv => {
+                self.decoder.decode(&payload, out);
+            }
+            Some(Frame::Missing { .. }) if self.config.recv => {
+                self.stats.concealed_frames += 1;
+                self.decoder.conceal(samples, out);
+            }
+            _ => {}
+        }
+        // A peer with another ptime yields other frame sizes; the audio
+        // device gets a steady frame size regardless.
+        out.resize(start + samples, 0);
+    }
+
+    /// Applies a renegotiated configuration (re-INVITE): new remote address,
+    /// hold (`send` false), codec or ptime change. The SSRC stays.
+    pub fn update(&mut self, config: MediaConfig) {
+        if config.codec != self.config.codec {
+            self.encoder = config.codec.new_encoder();
+            self.decoder = config.codec.new_decoder();
+        }
+        if config.codec != self.config.codec
+            || config.clock_rate != self.config.clock_rate
+            || config.ptime_ms != self.config.ptime_ms
+        {
+            self.jitter = new_jitter_buffer(&config);
+        }
+        if config.remote != self.config.remote || (config.send && !self.config.send) {
+            self.talk_spurt = true;
+        }
+        self.sender.set_payload_type(config.payload_type);
+        self.config = config;
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> MediaStats {
+        let jitter = self.jitter.stats();
+        MediaStats {
+            packets_received: jitter.received,
+            packets_lost: jitter.lost,
+            late: jitter.late,
+            duplicates: jitter.duplicates,
+            jitter_ms: jitter.jitter_seconds * 1000.0,
+            ..self.stats.clone()
+        }
+    }
+}
+
+fn new_jitter_buffer(config: &MediaConfig) -> JitterBuffer {
+    JitterBuffer::new(
+        config.clock_rate,
+        config.frame_samples() as u32,
+        DEFAULT_TARGET_DELAY,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::signal::{ToneGenerator, dominant_frequency, rms_dbfs};
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    fn session(remote: Option<SocketAddr>, seed: u64, now: Instant) -> MediaSession {
+        let mut config = MediaConfig::new(CodecKind::Pcmu, remote);
+        config.telephone_event_pt = Some(101);
+        MediaSession::new(config, &mut StdRng::seed_from_u64(seed), now)
+    }
+
+    fn drain(session: &mut MediaSession) -> Vec<(SocketAddr, Bytes)> {
+        std::iter::from_fn(|| session.poll_transmit()).collect()
+    }
+
+    #[test]
+    fn capture_is_sent_to_remote_with_marker_on_first_packet_only() {
+        let t0 = Instant::now();
+        let mut s = session(Some(addr(4002)), 1, t0);
+        s.push_capture(&[0; 160]);
+        s.push_capture(&[0; 160]);
+        let sent = drain(&mut s);
+        assert_eq!(sent.len(), 2);
+        assert!(
+            sent.iter()
+                .all(|(to, d)| *to == addr(4002) && d.len() == 172)
+        );
+        let first = RtpPacket::parse(&sent[0].1).expect("valid RTP");
+        let second = RtpPacket::parse(&sent[1].1).expect("valid RTP");
+        assert!(first.marker && !second.marker);
+        assert_eq!(first.payload_type, 0);
+        assert_eq!(second.timestamp, first.timestamp.wrapping_add(160));
+        assert!(first.payload.iter().all(|&b| b == 0xFF));
+        let stats = s.stats();
+        assert_eq!((stats.packets_sent, stats.bytes_sent), (2, 320));
+    }
+
+    #[test]
+    fn nothing_is_sent_on_hold_or_without_remote_but_timestamp_advances() {
+        let t0 = Instant::now();
+        let mut s = session(None, 2, t0);
+        s.push_capture(&[0; 160]);
+        assert!(s.poll_transmit().is_none());
+        let mut config = s.config().clone();
+        config.remote = Some(addr(4002));
+        s.update(config.clone());
+        s.push_capture(&[0; 160]);
+        let before_hold = RtpPacket::parse(&drain(&mut s)[0].1).expect("valid RTP");
+        config.send = false;
+        s.update(config.clone());
+        s.push_capture(&[0; 160]);
+        s.push_capture(&[0; 160]);
+        assert!(s.poll_transmit().is_none());
+        config.send = true;
+        s.update(config);
+        s.push_capture(&[0; 160]);
+        let resumed = RtpPacket::parse(&drain(&mut s)[0].1).expect("valid RTP");
+        assert!(resumed.marker, "resuming starts a talk spurt");
+        assert_eq!(
+            resumed.sequence_number,
+            before_hold.sequence_number.wrapping_add(1)
+        );
+        assert_eq!(resumed.timestamp, before_hold.timestamp.wrapping_add(480));
+    }
+
+    #[test]
+    fn update_redirects_packets_to_new_remote_and_keeps_ssrc() {
+        let t0 = Instant::now();
+        let mut s = session(Some(addr(4002)), 3, t0);
+        let ssrc = s.ssrc();
+        let mut config = s.config().clone();
+        config.remote = Some(addr(5000));
+        config.codec = CodecKind::Pcma;
+        config.payload_type = 8;
+        s.update(config);
+        s.push_capture(&[0; 160]);
+        let (to, datagram) = s.poll_transmit().expect("a packet");
+        let packet = RtpPacket::parse(&datagram).expect("valid RTP");
+        assert_eq!(to, addr(5000));
+        assert_eq!((packet.ssrc, packet.payload_type), (ssrc, 8));
+        assert!(packet.payload.iter().all(|&b| b == 0xD5));
+    }
+
+    #[test]
+    fn datagrams_are_demultiplexed_and_foreign_payload_types_dropped() {
+        let t0 = Instant::now();
+        let mut rx = session(None, 4, t0);
+        let mut tx = RtpSender::new(0, &mut StdRng::seed_from_u64(5));
+        let from = addr(6000);
+        assert_eq!(
+            rx.handle_datagram(&tx.packetize(&[0xFF; 160], 160, true), from, t0),
+            Kind::Rtp
+        );
+        tx.set_payload_type(101);
+        rx.handle_datagram(&tx.packetize(&[1, 0, 0, 160], 0, true), from, t0);
+        tx.set_payload_type(18);
+        rx.handle_datagram(&tx.packetize(&[0; 20], 160, false), from, t0);
+        let mut rr = vec![0x80, 201, 0, 1];
+        rr.extend_from_slice(&[0; 4]);
+        assert_eq!(rx.handle_datagram(&rr, from, t0), Kind::Rtcp);
+        assert_eq!(
+            rx.handle_datagram(
+                &[
+                    0, 1, 0, 0, 0x21, 0x12, 0xA4, 0x42, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
+                ],
+                from,
+                t0
+            ),
+            Kind::Stun
+        );
+        rx.handle_datagram(&[0x40; 30], from, t0);
+        rx.handle_datagram(&[0x90, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xBE], from, t0);
+        let stats = rx.stats();
+        assert_eq!(stats.packets_received, 1);
+        assert_eq!(stats.bytes_received, 160);
+        assert_eq!(stats.telephone_events_received, 1);
+        assert_eq!(stats.unknown_payload_type, 1);
+        assert_eq!(stats.rtcp_received, 1);
+        assert_eq!(stats.stun_received, 1);
+        assert_eq!(stats.malformed, 2);
+        assert_eq!(rx.last_source(), Some(from));
+    }
+
+    #[test]
+    fn playback_is_silence_before_playout_then_decoded_audio() {
+        let t0 = Instant::now();
+        let mut rx = session(None, 6, t0);
+        assert_eq!(rx.pull_playback(t0), vec![0; 160]);
+        let mut tx = RtpSender::new(0, &mut StdRng::seed_from_u64(7));
+        rx.handle_datagram(&tx.packetize(&[0x80; 160], 160, true), addr(6000), t0);
+        assert_eq!(rx.pull_playback(t0 + 20 * MS), vec![0; 160]);
+        assert_eq!(rx.pull_playback(t0 + 60 * MS), vec![32124; 160]);
+        let concealed = rx.pull_playback(t0 + 80 * MS);
+        assert_eq!(concealed.len(), 160);
+        assert!(concealed[0] > 0);
+        assert_eq!(rx.stats().concealed_frames, 1);
+    }
+
+    #[test]
+    fn stats_serialize_to_json_with_documented_fields() {
+        let s = session(None, 8, Instant::now());
+        let json = serde_json::to_value(s.stats()).expect("stats serialize");
+        for field in [
+            "packets_sent",
+            "packets_received",
+            "packets_lost",
+            "late",
+            "duplicates",
+            "jitter_ms",
+            "bytes_sent",
+            "bytes_received",
+        ] {
+            assert!(json.get(field).is_some(), "missing {field}");
+        }
+    }
+
+    /// A lossy network: drops, duplicates, random delay (hence reordering)
+    /// and rare very late packets, all from a seeded RNG.
+    struct Netem {
+        rng: StdRng,
+        in_flight: Vec<(Instant, SocketAddr, Bytes)>,
+    }
+
+    impl Netem {
+        fn send(&mut self, now: Instant, to: SocketAddr, datagram: Bytes) {
+            if self.rng.random_bool(0.05) {
+                return;
+            }
+            let copies = if self.rng.random_bool(0.03) { 2 } else { 1 };
+            for _ in 0..copies {
+                let delay = if self.rng.random_bool(0.02) {
+                    150
+                } else {
+                    self.rng.random_range(5..45)
+                };
+                self.in_flight
+                    .push((now + MS * delay, to, datagram.clone()));
+            }
+        }
+
+        fn deliver(&mut self, now: Instant) -> Vec<(SocketAddr, Bytes)> {
+            let mut due: Vec<_> = Vec::new();
+            self.in_flight.retain(|(at, to, d)| {
+                if *at <= now {
+                    due.push((*at, *to, d.clone()));
+                    false
+                } else {
+                    true
+                }
+            });
+            due.sort_by_key(|(at, _, _)| *at);
+            due.into_iter().map(|(_, to, d)| (to, d)).collect()
+        }
+    }
+
+    #[test]
+    fn tones_cross_a_lossy_reordering_network_in_both_directions() {
+        let t0 = Instant::now();
+        let (a_addr, b_addr) = (addr(40000), addr(40002));
+        let mut a = session(Some(b_addr), 10, t0);
+        let mut b = session(Some(a_addr), 11, t0);
+        let mut tone_a = ToneGenerator::new(1000.0, 0.5, 8000);
+        let mut tone_b = ToneGenerator::new(440.0, 0.5, 8000);
+        let mut net = Netem {
+            rng: StdRng::seed_from_u64(12),
+            in_flight: Vec::new(),
+        };
+        let (mut heard_by_a, mut heard_by_b) = (Vec::new(), Vec::new());
+        let mut frame = [0i16; 160];
+        for ms in 0..3000u32 {
+            let now = t0 + MS * ms;
+            if ms % 20 == 0 {
+                tone_a.fill(&mut frame);
+                a.push_capture(&frame);
+                tone_b.fill(&mut frame);
+                b.push_capture(&frame);
+                for (to, d) in drain(&mut a).into_iter().chain(drain(&mut b)) {
+                    net.send(now, to, d);
+                }
+            }
+            for (to, d) in net.deliver(now) {
+                let (rx, from) = if to == b_addr {
+                    (&mut b, a_addr)
+                } else {
+                    (&mut a, b_addr)
+                };
+                rx.handle_datagram(&d, from, now);
+            }
+            if ms % 20 == 7 {
+                a.pull_playback_into(now, &mut heard_by_a);
+                b.pull_playback_into(now, &mut heard_by_b);
+            }
+        }
+        // Skip the first 200 ms (buffering), measure one second.
+        let window = 1600..1600 + 8000;
+        let f_b = dominant_frequency(&heard_by_b[window.clone()], 8000);
+        let f_a = dominant_frequency(&heard_by_a[window.clone()], 8000);
+        assert!((f_b - 1000.0).abs() < 10.0, "B heard {f_b} Hz");
+        assert!((f_a - 440.0).abs() < 4.4, "A heard {f_a} Hz");
+        assert!(rms_dbfs(&heard_by_b[window]) > -12.0);
+
+        let stats = b.stats();
+        assert_eq!(a.stats().packets_sent, 150);
+        assert!(stats.packets_lost > 0, "{stats:?}");
+        assert!(stats.duplicates > 0, "{stats:?}");
+        assert!(stats.late > 0, "{stats:?}");
+        assert!(stats.concealed_frames > 0, "{stats:?}");
+        assert!(stats.jitter_ms > 1.0 && stats.jitter_ms < 30.0, "{stats:?}");
+    }
+}

@@ -1,0 +1,77 @@
+//! Writing our SDP text (RFC 4566 §5), CRLF line ends.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use super::{CodecKind, Direction};
+
+/// RFC 4566 §5.7: `IN IP4` or `IN IP6`.
+fn addr_type(addr: IpAddr) -> &'static str {
+    match addr {
+        IpAddr::V4(_) => "IP4",
+        IpAddr::V6(_) => "IP6",
+    }
+}
+
+/// `v=`, `o=`, `s=-`, `c=`, `t=0 0` (RFC 4566 §5.1–§5.9).
+pub(crate) fn session_header(addr: IpAddr, session_id: u64, version: u64) -> String {
+    let ty = addr_type(addr);
+    format!(
+        "v=0\r\no=- {session_id} {version} IN {ty} {addr}\r\ns=-\r\nc=IN {ty} {addr}\r\nt=0 0\r\n"
+    )
+}
+
+/// An accepted audio section: the codec, optional telephone-event with its
+/// events, ptime and direction.
+pub(crate) struct AudioSection<'a> {
+    pub port: u16,
+    pub codecs: &'a [(CodecKind, u8)],
+    pub telephone_event: Option<(u8, &'a str)>,
+    pub ptime_ms: u32,
+    pub direction: Direction,
+}
+
+/// RFC 4566 §5.14 and §6; every listed payload type gets an `a=rtpmap`
+/// (RFC 3264 §6.1 requires it for dynamic ones; for static ones it is harmless).
+pub(crate) fn audio_section(out: &mut String, section: &AudioSection<'_>) {
+    let mut formats: Vec<String> = section
+        .codecs
+        .iter()
+        .map(|(_, pt)| pt.to_string())
+        .collect();
+    formats.extend(section.telephone_event.map(|(pt, _)| pt.to_string()));
+    // Writing into a String cannot fail.
+    let _ = write!(
+        out,
+        "m=audio {} RTP/AVP {}\r\n",
+        section.port,
+        formats.join(" ")
+    );
+    for (codec, pt) in section.codecs {
+        let _ = write!(
+            out,
+            "a=rtpmap:{pt} {}/{}\r\n",
+            codec.encoding_name(),
+            codec.clock_rate()
+        );
+    }
+    if let Some((pt, events)) = section.telephone_event {
+        // RFC 4733 §7.1.1: the event clock is the audio codec's.
+        let rate = section.codecs.first().map_or(8000, |(c, _)| c.clock_rate());
+        let _ = write!(
+            out,
+            "a=rtpmap:{pt} telephone-event/{rate}\r\na=fmtp:{pt} {events}\r\n"
+        );
+    }
+    let _ = write!(
+        out,
+        "a=ptime:{}\r\na={}\r\n",
+        section.ptime_ms,
+        section.direction.attribute()
+    );
+}
+
+/// RFC 3264 §6: a rejected stream keeps media type and proto, port 0, one format.
+pub(crate) fn rejected_section(out: &mut String, media: &str, proto: &str, format: &str) {
+    let _ = write!(out, "m={media} 0 {proto} {format}\r\n");
+}
