@@ -394,7 +394,8 @@ impl UserAgent {
             (CallDirection::Incoming, CallState::Early) => self.reject(call, 603, now)?,
             (CallDirection::Incoming, CallState::Answering) => c.bye_after_ack = true,
             (_, CallState::Confirmed) => self.send_bye(call, now),
-            (_, CallState::Terminating | CallState::Ended | CallState::Answering) => {}
+            (_, CallState::Terminating | CallState::Ended | CallState::Answering)
+            | (CallDirection::Incoming, CallState::Calling) => {}
         }
         self.drain_tx(now);
         Ok(())

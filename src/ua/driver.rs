@@ -470,7 +470,7 @@ impl Driver {
                             tracing::warn!("finishing audio output: {err}");
                         }
                         let codec = m.session.as_ref().map(|s| s.config().codec);
-                        (m.session.map(|s| s.stats()), codec)
+                        (m.session.as_ref().map(|s| s.stats()), codec)
                     }
                     None => (None, None),
                 };

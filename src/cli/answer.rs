@@ -1,0 +1,140 @@
+//! `sipline answer`: wait for calls and answer (or refuse) them.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use super::args::AnswerArgs;
+use super::events::Emitter;
+use super::exit::Exit;
+use super::io::open_io;
+use super::{Signals, phone_config};
+use crate::media::audio::AudioFormat;
+use crate::ua::{CallHandle, Phone, PhoneEvent, UaEvent};
+
+enum Timer {
+    Answer(CallHandle),
+    Hangup(CallHandle),
+}
+
+/// Serves calls until `--count` calls ended or a signal arrives.
+pub async fn run(args: AnswerArgs, emit: Emitter) -> Exit {
+    let cfg = phone_config(&args.common, 5060);
+    let (phone, mut events) = match Phone::start(cfg).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!("{e}");
+            return Exit::Network;
+        }
+    };
+    emit.emit(
+        "listening",
+        json!({"address": phone.local_addr().to_string(), "port": phone.local_addr().port()}),
+        &format!("listening on {}", phone.local_addr()),
+    );
+    let mut signals = Signals::new();
+    let (timer_tx, mut timers) = mpsc::unbounded_channel::<Timer>();
+    let schedule = |secs: f64, t: Timer| {
+        let tx = timer_tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs_f64(secs.max(0.0))).await;
+            let _ = tx.send(t);
+        });
+    };
+    let mut handled = 0u32;
+    let mut live: HashMap<CallHandle, Option<Instant>> = HashMap::new();
+    let mut stopping = false;
+    let far = Instant::now() + Duration::from_secs(3600 * 24 * 365);
+    let mut give_up = far;
+    let mut exit = Exit::Ok;
+    loop {
+        if stopping && live.is_empty() {
+            break;
+        }
+        tokio::select! {
+            ev = events.recv() => {
+                let Some(ev) = ev else { return Exit::Internal };
+                match ev {
+                    PhoneEvent::Ua(UaEvent::IncomingCall { call, from, to }) => {
+                        emit.emit(
+                            "incoming",
+                            json!({"call": call, "from": from, "to": to}),
+                            &format!("incoming call {call} from {from}"),
+                        );
+                        live.insert(call, None);
+                        match (args.reject, stopping) {
+                            (Some(code), _) => phone.reject(call, code),
+                            (None, true) => phone.reject(call, 480),
+                            (None, false) => schedule(args.answer_after, Timer::Answer(call)),
+                        }
+                    }
+                    PhoneEvent::Ua(UaEvent::Media { call, media }) => emit.media(call, &media),
+                    PhoneEvent::Ua(UaEvent::Answered { call }) => {
+                        emit.emit("answered", json!({"call": call}), &format!("call {call} answered"));
+                        live.insert(call, Some(Instant::now()));
+                        if let Some(d) = args.common.duration {
+                            schedule(d, Timer::Hangup(call));
+                        }
+                    }
+                    PhoneEvent::Ua(UaEvent::Rejected { method, status, detail }) => emit.emit(
+                        "refused_request",
+                        json!({"method": method, "status": status, "detail": detail}),
+                        &format!("refused {method} with {status}: {detail}"),
+                    ),
+                    PhoneEvent::CallEnded { call, reason, stats, codec } => {
+                        let dur = live.remove(&call).flatten().map(|t| t.elapsed().as_secs_f64());
+                        emit.ended(call, &reason, stats.as_ref(), codec, dur);
+                        handled += 1;
+                        if args.count.is_some_and(|n| handled >= n) {
+                            stopping = true;
+                        }
+                    }
+                    PhoneEvent::SinkError { detail, .. } => {
+                        tracing::error!("recording failed: {detail}");
+                        exit = Exit::Audio;
+                    }
+                    _ => {}
+                }
+            }
+            Some(t) = timers.recv() => match t {
+                Timer::Answer(call) => {
+                    if !live.contains_key(&call) {
+                        continue;
+                    }
+                    match open_io(&args.common, AudioFormat::NARROWBAND) {
+                        Ok(io) => {
+                            if let Err(e) = phone.answer(call, io).await {
+                                tracing::warn!("cannot answer call {call}: {e}");
+                            }
+                        }
+                        Err(e) => {
+                            tracing::error!("{e}");
+                            phone.reject(call, 500);
+                            exit = Exit::Audio;
+                        }
+                    }
+                }
+                Timer::Hangup(call) => phone.hangup(call),
+            },
+            _ = signals.recv() => {
+                if stopping {
+                    break;
+                }
+                stopping = true;
+                for call in live.keys() {
+                    phone.hangup(*call);
+                }
+                // Give the hang-ups a bounded time to complete.
+                give_up = Instant::now() + Duration::from_secs(5);
+            }
+            _ = tokio::time::sleep_until(give_up.into()) => {
+                tracing::warn!("calls did not end in time; exiting");
+                break;
+            }
+        }
+    }
+    phone.stop();
+    exit
+}

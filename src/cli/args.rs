@@ -1,0 +1,123 @@
+//! Command-line arguments (clap).
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// sipline: a SIP softphone for the terminal.
+#[derive(Debug, Parser)]
+#[command(name = "sipline", version, about, long_about = None)]
+pub struct Cli {
+    /// Print one JSON object per event on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More log output on stderr (-v: debug, -vv: trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Place one call and exit when it ends.
+    Call(CallArgs),
+    /// Wait for calls and answer them.
+    Answer(AnswerArgs),
+    /// Call ourselves over 127.0.0.1 and check the audio that comes back.
+    Loopback(LoopbackArgs),
+}
+
+/// Options shared by `call` and `answer`.
+#[derive(Debug, Args, Clone)]
+pub struct CommonArgs {
+    /// Local SIP UDP port (0: any free port).
+    #[arg(long, value_name = "PORT")]
+    pub local_port: Option<u16>,
+    /// Local address to bind (default: all IPv4 addresses; use :: for IPv6).
+    #[arg(long, value_name = "IP")]
+    pub bind: Option<IpAddr>,
+    /// Send this WAV file (any rate and channel count) instead of the microphone.
+    #[arg(long, value_name = "FILE.wav")]
+    pub play: Option<PathBuf>,
+    /// Write the received audio to this WAV file instead of the speaker.
+    #[arg(long, value_name = "FILE.wav")]
+    pub record: Option<PathBuf>,
+    /// Use no sound card at all (--play and --record still work).
+    #[arg(long)]
+    pub null_audio: bool,
+    /// Capture device by name (default: the system default).
+    #[arg(long, value_name = "NAME")]
+    pub input_device: Option<String>,
+    /// Playback device by name (default: the system default).
+    #[arg(long, value_name = "NAME")]
+    pub output_device: Option<String>,
+    /// Codecs in order of preference.
+    #[arg(long, value_delimiter = ',', default_value = "pcmu,pcma")]
+    pub codecs: Vec<CodecArg>,
+    /// Hang up this many seconds after the answer.
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+    /// User part of our Contact and default From.
+    #[arg(long, default_value = "sipline")]
+    pub user: String,
+}
+
+#[derive(Debug, Args)]
+pub struct CallArgs {
+    /// Whom to call, e.g. sip:bob@192.0.2.7:5060.
+    pub uri: String,
+    /// Our From URI, e.g. sip:alice@example.com.
+    #[arg(long, value_name = "URI")]
+    pub from: Option<String>,
+    /// Give up (CANCEL) when not answered within this many seconds.
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<f64>,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct AnswerArgs {
+    /// Exit after this many calls.
+    #[arg(long, value_name = "N")]
+    pub count: Option<u32>,
+    /// Answer this many seconds after the call arrives (it rings meanwhile).
+    #[arg(long, value_name = "SECS", default_value_t = 0.0)]
+    pub answer_after: f64,
+    /// Refuse calls with this status instead of answering (e.g. 486, 603).
+    #[arg(long, value_name = "CODE", value_parser = clap::value_parser!(u16).range(400..700))]
+    pub reject: Option<u16>,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct LoopbackArgs {
+    /// How long the call lasts after the answer.
+    #[arg(long, value_name = "SECS", default_value_t = 3.0)]
+    pub duration: f64,
+    /// Codec to use.
+    #[arg(long, default_value = "pcmu")]
+    pub codec: CodecArg,
+    /// Do not play the received audio on the sound card.
+    #[arg(long)]
+    pub null_audio: bool,
+}
+
+/// Codec names on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CodecArg {
+    Pcmu,
+    Pcma,
+}
+
+impl From<CodecArg> for crate::media::codec::CodecKind {
+    fn from(c: CodecArg) -> Self {
+        match c {
+            CodecArg::Pcmu => crate::media::codec::CodecKind::Pcmu,
+            CodecArg::Pcma => crate::media::codec::CodecKind::Pcma,
+        }
+    }
+}

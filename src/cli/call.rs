@@ -1,0 +1,127 @@
+//! `sipline call`: one outgoing call.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use super::args::CallArgs;
+use super::events::Emitter;
+use super::exit::Exit;
+use super::io::open_io;
+use super::{Signals, phone_config};
+use crate::media::audio::AudioFormat;
+use crate::ua::{Phone, PhoneEvent, UaEvent};
+
+/// Places the call and waits until it ends; returns the exit code.
+pub async fn run(args: CallArgs, emit: Emitter) -> Exit {
+    let mut cfg = phone_config(&args.common, 0);
+    cfg.ua.from = args.from.clone();
+    let io = match open_io(&args.common, AudioFormat::NARROWBAND) {
+        Ok(io) => io,
+        Err(e) => {
+            tracing::error!("{e}");
+            return Exit::Audio;
+        }
+    };
+    let (phone, mut events) = match Phone::start(cfg).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!("{e}");
+            return Exit::Network;
+        }
+    };
+    let mut signals = Signals::new();
+    let started = Instant::now();
+    let call = match phone.dial(&args.uri, io).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("{e}");
+            return match e {
+                crate::ua::driver::DriverError::BadTarget { .. }
+                | crate::ua::driver::DriverError::Ua(crate::ua::UaError::BadTarget { .. }) => {
+                    Exit::Usage
+                }
+                _ => Exit::Network,
+            };
+        }
+    };
+    emit.emit(
+        "calling",
+        json!({"call": call, "uri": args.uri, "local": phone.local_addr().to_string()}),
+        &format!("calling {} from {}", args.uri, phone.local_addr()),
+    );
+    let far = Instant::now() + Duration::from_secs(3600 * 24 * 365);
+    let ring_deadline = args
+        .timeout
+        .map(|t| Instant::now() + Duration::from_secs_f64(t.max(0.0)))
+        .unwrap_or(far);
+    let mut hangup_at = far;
+    let mut answered_at = None;
+    let mut interrupted = false;
+    let mut ring_timeout = false;
+    let exit = loop {
+        let next = if answered_at.is_some() {
+            hangup_at
+        } else {
+            ring_deadline
+        };
+        tokio::select! {
+            ev = events.recv() => {
+                let Some(ev) = ev else { break Exit::Internal };
+                match ev {
+                    PhoneEvent::Ua(UaEvent::Progress { status, reason, .. }) => emit.emit(
+                        "progress",
+                        json!({"call": call, "status": status, "reason": reason}),
+                        &format!("{status} {reason}"),
+                    ),
+                    PhoneEvent::Ua(UaEvent::Media { media, .. }) => emit.media(call, &media),
+                    PhoneEvent::Ua(UaEvent::Answered { .. }) => {
+                        let setup = started.elapsed().as_secs_f64();
+                        emit.emit(
+                            "answered",
+                            json!({"call": call, "setup_s": setup}),
+                            &format!("answered after {setup:.2} s"),
+                        );
+                        answered_at = Some(Instant::now());
+                        if let Some(d) = args.common.duration {
+                            hangup_at = Instant::now() + Duration::from_secs_f64(d.max(0.0));
+                        }
+                        if interrupted {
+                            phone.hangup(call);
+                        }
+                    }
+                    PhoneEvent::CallEnded { reason, stats, codec, .. } => {
+                        let dur = answered_at.map(|t| t.elapsed().as_secs_f64());
+                        emit.ended(call, &reason, stats.as_ref(), codec, dur);
+                        break Exit::for_end(&reason, interrupted, ring_timeout);
+                    }
+                    PhoneEvent::SinkError { detail, .. } => {
+                        tracing::error!("recording failed: {detail}");
+                    }
+                    PhoneEvent::Ua(UaEvent::Rejected { method, status, detail }) => {
+                        tracing::info!("refused a {method} with {status}: {detail}");
+                    }
+                    _ => {}
+                }
+            }
+            _ = tokio::time::sleep_until(next.into()) => {
+                if answered_at.is_none() {
+                    ring_timeout = true;
+                    tracing::info!("no answer within the timeout: cancelling");
+                }
+                hangup_at = far;
+                phone.hangup(call);
+            }
+            _ = signals.recv() => {
+                if interrupted {
+                    break Exit::Interrupted;
+                }
+                interrupted = true;
+                tracing::info!("interrupted: hanging up");
+                phone.hangup(call);
+            }
+        }
+    };
+    phone.stop();
+    exit
+}
