@@ -99,6 +99,10 @@ pub struct MediaStats {
     pub malformed: u64,
     /// RTP packets dropped because we are not receiving (`recv` false).
     pub ignored_not_receiving: u64,
+    /// Times the jitter buffer stopped playout to buffer again.
+    pub rebuffers: u64,
+    /// Times the remote SSRC changed.
+    pub ssrc_changes: u64,
 }
 
 /// One call's audio stream; see the module documentation.
@@ -282,6 +286,8 @@ impl MediaSession {
             late: jitter.late,
             duplicates: jitter.duplicates,
             jitter_ms: jitter.jitter_seconds * 1000.0,
+            rebuffers: jitter.rebuffers,
+            ssrc_changes: jitter.restarts,
             ..self.stats.clone()
         }
     }
