@@ -448,6 +448,23 @@ mod tests {
     }
 
     #[test]
+    fn packets_are_ignored_while_not_receiving() {
+        let t0 = Instant::now();
+        let mut rx = session(None, 9, t0);
+        let mut config = rx.config().clone();
+        config.recv = false;
+        rx.update(config);
+        let mut tx = RtpSender::new(0, &mut StdRng::seed_from_u64(10));
+        rx.handle_datagram(&tx.packetize(&[0x80; 160], 160, true), addr(6000), t0);
+        assert_eq!(rx.pull_playback(t0 + 60 * MS), vec![0; 160]);
+        let stats = rx.stats();
+        assert_eq!(
+            (stats.ignored_not_receiving, stats.packets_received),
+            (1, 0)
+        );
+    }
+
+    #[test]
     fn stats_serialize_to_json_with_documented_fields() {
         let s = session(None, 8, Instant::now());
         let json = serde_json::to_value(s.stats()).expect("stats serialize");
