@@ -6,7 +6,16 @@
 //! timestamp, drops duplicates and packets whose playout time has passed,
 //! reports gaps as [`Frame::Missing`] for the decoder to conceal, unwraps
 //! 16-bit sequence numbers and 32-bit timestamps, and starts over on a new
-//! SSRC or a timestamp jump.
+//! SSRC.
+//!
+//! The playout clock keeps running through gaps (so silence suppression whose
+//! timestamps follow the sampling clock just plays on). When the sender's
+//! timeline no longer matches it, the buffer *rebuffers*: it empties and
+//! waits `target_delay` again from the packet that showed the mismatch. That
+//! happens on a timestamp jump of more than two seconds, or when the newest
+//! packet in sequence order is already late (a network stall, or a sender
+//! that paused without advancing its timestamps). A late packet that is
+//! older than one already received is plain reordering and is dropped.
 //!
 //! Each packet is assumed to carry one frame (`frame_samples` timestamp units),
 //! which holds for the ptime we negotiate; there is no clock-drift
@@ -45,8 +54,11 @@ pub enum PushOutcome {
     Duplicate,
     /// Its playout time has passed: dropped.
     Late,
-    /// New SSRC or timestamp jump: the buffer started over with this packet.
+    /// New SSRC: the buffer started over with this packet.
     Restarted,
+    /// Same source, but its timeline jumped or stalled: buffering again
+    /// from this packet (see the module documentation).
+    Rebuffered,
 }
 
 /// Cumulative counters over all sources the buffer has seen.
@@ -62,8 +74,10 @@ pub struct JitterStats {
     pub missing: u64,
     /// RFC 3550 §A.3 cumulative lost: expected minus received, per source.
     pub lost: u64,
-    /// Times the buffer started over (SSRC change, timestamp jump).
+    /// Times the buffer started over for a new SSRC.
     pub restarts: u64,
+    /// Times playout stopped to buffer again (timestamp jump or stall).
+    pub rebuffers: u64,
     /// RFC 3550 §A.8 interarrival jitter of the current source, in seconds.
     pub jitter_seconds: f64,
 }
@@ -90,7 +104,10 @@ pub struct JitterBuffer {
 #[derive(Debug)]
 struct Source {
     ssrc: u32,
+    /// Reference for arrival times in the jitter computation.
     first_arrival: Instant,
+    /// Arrival of the packet that (re)started buffering.
+    buffering_since: Instant,
     base_ext_seq: i64,
     max_ext_seq: i64,
     max_seq: u16,
@@ -112,6 +129,7 @@ impl Source {
         Source {
             ssrc: packet.ssrc,
             first_arrival: arrival,
+            buffering_since: arrival,
             base_ext_seq: seq,
             max_ext_seq: seq,
             max_seq: packet.sequence_number,
@@ -126,14 +144,23 @@ impl Source {
         }
     }
 
-    /// Extends a 16-bit sequence number next to the highest seen (RFC 3550 §A.1).
-    fn extend_seq(&mut self, seq: u16) -> i64 {
+    /// Extends a 16-bit sequence number next to the highest seen (RFC 3550
+    /// §A.1) and says whether it is the newest so far.
+    fn extend_seq(&mut self, seq: u16) -> (i64, bool) {
         let ext = self.max_ext_seq + i64::from(seq.wrapping_sub(self.max_seq) as i16);
-        if ext > self.max_ext_seq {
+        let newest = ext > self.max_ext_seq;
+        if newest {
             self.max_ext_seq = ext;
             self.max_seq = seq;
         }
-        ext
+        (ext, newest)
+    }
+
+    /// Empties the buffer and waits for `target_delay` from `arrival` again.
+    fn rebuffer(&mut self, arrival: Instant) {
+        self.slots.clear();
+        self.next_ts = None;
+        self.buffering_since = arrival;
     }
 
     /// Extends a 32-bit timestamp next to the highest seen.
@@ -222,25 +249,17 @@ impl JitterBuffer {
     /// Takes in one received packet.
     pub fn push(&mut self, packet: &RtpPacket, arrival: Instant) -> PushOutcome {
         self.stats.received += 1;
-        let restarted = match &self.source {
-            Some(source) if source.ssrc == packet.ssrc => false,
+        match &self.source {
+            Some(source) if source.ssrc == packet.ssrc => self.push_to_source(packet, arrival),
             Some(_) => {
-                self.restart(packet, arrival);
-                true
-            }
-            None => {
-                self.source = Some(Source::new(packet, arrival));
-                false
-            }
-        };
-        match self.push_to_source(packet, arrival) {
-            PushOutcome::Restarted => {
                 self.restart(packet, arrival);
                 self.push_to_source(packet, arrival);
                 PushOutcome::Restarted
             }
-            _ if restarted => PushOutcome::Restarted,
-            outcome => outcome,
+            None => {
+                self.source = Some(Source::new(packet, arrival));
+                self.push_to_source(packet, arrival)
+            }
         }
     }
 
@@ -253,37 +272,42 @@ impl JitterBuffer {
         self.source = Some(Source::new(packet, arrival));
     }
 
-    /// Files `packet` under the current source. Returns `Restarted` when
-    /// the caller must start over because the timestamp jumped.
+    /// Files `packet` under the current source.
     fn push_to_source(&mut self, packet: &RtpPacket, arrival: Instant) -> PushOutcome {
         let resync_limit = RESYNC_SECONDS * i64::from(self.clock_rate);
         let source = self
             .source
             .as_mut()
             .expect("push installs a source before filing packets");
-        let ext_seq = source.extend_seq(packet.sequence_number);
+        let (ext_seq, newest) = source.extend_seq(packet.sequence_number);
         if !source.mark_seen(ext_seq) {
             self.stats.duplicates += 1;
             return PushOutcome::Duplicate;
         }
         let ext_ts = source.extend_ts(packet.timestamp);
-        if let Some(next) = source.next_ts
-            && (ext_ts - next).abs() > resync_limit
-        {
-            return PushOutcome::Restarted;
-        }
         source.unique_received += 1;
         source.update_jitter(ext_ts, arrival, self.clock_rate);
-        if source.next_ts.is_some_and(|next| ext_ts < next) {
-            self.stats.late += 1;
-            return PushOutcome::Late;
+        let mut outcome = PushOutcome::Buffered;
+        if let Some(next) = source.next_ts {
+            let jumped = (ext_ts - next).abs() > resync_limit;
+            let late = ext_ts < next;
+            if newest && (jumped || late) {
+                source.rebuffer(arrival);
+                self.stats.rebuffers += 1;
+                outcome = PushOutcome::Rebuffered;
+            } else if late || jumped {
+                // An old packet out of sequence order: reordering, not a
+                // timeline change.
+                self.stats.late += 1;
+                return PushOutcome::Late;
+            }
         }
         if source.slots.contains_key(&ext_ts) {
             self.stats.duplicates += 1;
             return PushOutcome::Duplicate;
         }
         source.slots.insert(ext_ts, packet.payload.clone());
-        PushOutcome::Buffered
+        outcome
     }
 
     /// The frame to play now: `None` while buffering (before the first
@@ -293,7 +317,7 @@ impl JitterBuffer {
         let source = self.source.as_mut()?;
         let next = match source.next_ts {
             Some(next) => next,
-            None if now >= source.first_arrival + self.target_delay => {
+            None if now >= source.buffering_since + self.target_delay => {
                 *source.slots.keys().next()?
             }
             None => return None,
@@ -488,14 +512,48 @@ mod tests {
     }
 
     #[test]
-    fn timestamp_jump_restarts_instead_of_dropping_everything_as_late() {
+    fn timestamp_jump_rebuffers_instead_of_dropping_everything_as_late() {
         let t0 = Instant::now();
         let mut jb = buffer();
         jb.push(&packet(1, 0, 1_000_000), t0);
         assert!(jb.pop(t0 + 60 * MS).is_some());
         let outcome = jb.push(&packet(1, 1, 50), t0 + 80 * MS);
-        assert_eq!(outcome, PushOutcome::Restarted);
+        assert_eq!(outcome, PushOutcome::Rebuffered);
+        assert_eq!(jb.pop(t0 + 120 * MS), None);
         assert_eq!(seq_of(jb.pop(t0 + 140 * MS)), Some(1));
+        // A forward jump as well.
+        let outcome = jb.push(&packet(1, 2, 50 + 160 * 1000), t0 + 160 * MS);
+        assert_eq!(outcome, PushOutcome::Rebuffered);
+        assert_eq!(seq_of(jb.pop(t0 + 220 * MS)), Some(2));
+        let stats = jb.stats();
+        assert_eq!((stats.late, stats.rebuffers, stats.lost), (0, 2, 0));
+    }
+
+    #[test]
+    fn sender_pause_without_timestamp_advance_rebuffers_not_drops_as_late() {
+        let t0 = Instant::now();
+        let mut jb = buffer();
+        jb.push(&packet(1, 0, 0), t0);
+        jb.push(&packet(1, 1, 160), t0 + 20 * MS);
+        assert_eq!(seq_of(jb.pop(t0 + 60 * MS)), Some(0));
+        assert_eq!(seq_of(jb.pop(t0 + 80 * MS)), Some(1));
+        // The sender pauses for one second; playout conceals meanwhile.
+        for i in 0..50u32 {
+            assert!(matches!(
+                jb.pop(t0 + 100 * MS + 20 * MS * i),
+                Some(Frame::Missing { .. })
+            ));
+        }
+        // It resumes right after its last timestamp, now far behind playout.
+        let resume = t0 + 1100 * MS;
+        assert_eq!(jb.push(&packet(1, 2, 320), resume), PushOutcome::Rebuffered);
+        assert_eq!(
+            jb.push(&packet(1, 3, 480), resume + 20 * MS),
+            PushOutcome::Buffered
+        );
+        assert_eq!(seq_of(jb.pop(resume + 60 * MS)), Some(2));
+        assert_eq!(seq_of(jb.pop(resume + 80 * MS)), Some(3));
+        assert_eq!(jb.stats().late, 0);
     }
 
     #[test]

@@ -99,6 +99,10 @@ pub struct MediaStats {
     pub malformed: u64,
     /// RTP packets dropped because we are not receiving (`recv` false).
     pub ignored_not_receiving: u64,
+    /// Times the jitter buffer stopped playout to buffer again.
+    pub rebuffers: u64,
+    /// Times the remote SSRC changed.
+    pub ssrc_changes: u64,
 }
 
 /// One call's audio stream; see the module documentation.
@@ -282,6 +286,8 @@ impl MediaSession {
             late: jitter.late,
             duplicates: jitter.duplicates,
             jitter_ms: jitter.jitter_seconds * 1000.0,
+            rebuffers: jitter.rebuffers,
+            ssrc_changes: jitter.restarts,
             ..self.stats.clone()
         }
     }
@@ -439,6 +445,23 @@ mod tests {
         assert_eq!(concealed.len(), 160);
         assert!(concealed[0] > 0);
         assert_eq!(rx.stats().concealed_frames, 1);
+    }
+
+    #[test]
+    fn packets_are_ignored_while_not_receiving() {
+        let t0 = Instant::now();
+        let mut rx = session(None, 9, t0);
+        let mut config = rx.config().clone();
+        config.recv = false;
+        rx.update(config);
+        let mut tx = RtpSender::new(0, &mut StdRng::seed_from_u64(10));
+        rx.handle_datagram(&tx.packetize(&[0x80; 160], 160, true), addr(6000), t0);
+        assert_eq!(rx.pull_playback(t0 + 60 * MS), vec![0; 160]);
+        let stats = rx.stats();
+        assert_eq!(
+            (stats.ignored_not_receiving, stats.packets_received),
+            (1, 0)
+        );
     }
 
     #[test]

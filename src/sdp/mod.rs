@@ -214,10 +214,11 @@ fn negotiated_media(
     local_direction: Direction,
 ) -> NegotiatedMedia {
     use tolerant::Conn;
+    // RFC 3550 §11: RTCP on the next port unless a=rtcp says otherwise (RFC 3605).
     let rtcp_port = audio
         .rtcp
         .as_ref()
-        .map_or(audio.port.wrapping_add(1), |(p, _)| *p);
+        .map_or(audio.port.saturating_add(1), |(p, _)| *p);
     let rtcp_conn = audio
         .rtcp
         .as_ref()
@@ -248,5 +249,20 @@ fn negotiated_media(
             .filter(|ms| *ms > 0)
             .unwrap_or(DEFAULT_PTIME_MS),
         direction: effective_remote_direction(audio).answer_to(local_direction),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Direction::*;
+
+    #[test]
+    fn answer_direction_follows_rfc3264_section_6_1() {
+        assert_eq!(SendOnly.answer_to(SendRecv), RecvOnly);
+        assert_eq!(RecvOnly.answer_to(SendRecv), SendOnly);
+        assert_eq!(Inactive.answer_to(SendRecv), Inactive);
+        assert_eq!(SendRecv.answer_to(SendRecv), SendRecv);
+        assert_eq!(SendRecv.answer_to(SendOnly), SendOnly);
+        assert_eq!(SendOnly.answer_to(SendOnly), Inactive);
     }
 }

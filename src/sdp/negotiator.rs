@@ -206,3 +206,17 @@ fn with_origin_version(sdp: &str, version: u64) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origin_version_rewrite_touches_only_the_version_field() {
+        let sdp = "v=0\r\no=- 9 1 IN IP4 192.0.2.1\r\ns=-\r\n";
+        assert_eq!(
+            with_origin_version(sdp, 2),
+            "v=0\r\no=- 9 2 IN IP4 192.0.2.1\r\ns=-\r\n"
+        );
+    }
+}

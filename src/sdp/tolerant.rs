@@ -26,8 +26,7 @@ const WEBRTC_SDP_MIN_LEN: usize = 51;
 
 /// Media-level attributes passed on to `webrtc-sdp`; everything else is dropped.
 const KEPT_MEDIA_ATTRIBUTES: &[&str] = &[
-    "rtpmap", "ptime", "maxptime", "rtcp", "rtcp-mux", "sendrecv", "sendonly", "recvonly",
-    "inactive",
+    "rtpmap", "ptime", "rtcp", "rtcp-mux", "sendrecv", "sendonly", "recvonly", "inactive",
 ];
 
 /// Direction attributes, the only session-level attributes we use (RFC 3264 §5.1).
@@ -229,7 +228,7 @@ fn normalize_attribute(line: &Line, kept: &[&str]) -> Option<Line> {
         return None;
     }
     let value = match name.as_str() {
-        "ptime" | "maxptime" => {
+        "ptime" => {
             let ms = value
                 .parse::<f64>()
                 .ok()
@@ -430,12 +429,10 @@ mod tests {
 
     #[test]
     fn u_e_p_r_z_k_lines_are_ignored() {
-        let sdp = format!(
-            "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nu=http://x\r\ne=a@b\r\np=+1\r\n\
+        let sdp = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nu=http://x\r\ne=a@b\r\np=+1\r\n\
              c=IN IP4 192.0.2.1\r\nt=0 0\r\nr=7d 1h 0 25h\r\nz=0 0\r\nk=clear:x\r\n\
-             m=audio 4000 RTP/AVP 0\r\nk=prompt\r\n"
-        );
-        assert_eq!(audio_of(&sdp).formats, vec![0]);
+             m=audio 4000 RTP/AVP 0\r\nk=prompt\r\n";
+        assert_eq!(audio_of(sdp).formats, vec![0]);
     }
 
     #[test]
@@ -486,6 +483,15 @@ mod tests {
             "{MINIMAL}m=audio 4000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15,66\r\n"
         );
         assert_eq!(audio_of(&sdp).fmtps, vec![(101, "0-15,66".to_owned())]);
+    }
+
+    #[test]
+    fn short_session_part_passes_the_51_byte_check() {
+        let sdp = "v=0\no=- 0 0 IN IP4 192.0.2.1\ns=\nm=audio 1 RTP/AVP 0\nc=IN IP4 192.0.2.1\n";
+        assert_eq!(
+            audio_of(sdp).conn,
+            Some(Conn::Ip("192.0.2.1".parse().unwrap()))
+        );
     }
 
     #[test]

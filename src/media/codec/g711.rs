@@ -145,7 +145,7 @@ impl Encoder for G711Encoder {
 const CONCEAL_GAIN_STEP: f32 = 0.25;
 
 /// G.711 decoder with a simple packet-loss concealment: the last good frame
-/// is repeated with a gain that falls by [`CONCEAL_GAIN_STEP`] per lost
+/// is repeated with a gain that falls by a quarter per lost
 /// frame (ramped sample by sample), reaching silence after four frames.
 #[derive(Debug, Clone)]
 pub struct G711Decoder {
