@@ -1,8 +1,8 @@
 //! Choosing a call's audio source and sink from the command line.
 
 use crate::media::audio::{
-    AudioError, AudioFormat, DeviceChoice, NullSink, NullSource, WavSink, WavSource,
-    open_capture, open_playback,
+    AudioError, AudioFormat, DeviceChoice, NullSink, NullSource, WavSink, WavSource, open_capture,
+    open_playback,
 };
 use crate::ua::MediaIo;
 

@@ -156,7 +156,11 @@ struct DirectionStats {
 
 fn endpoint(tone_hz: f64, buf: Arc<Mutex<Vec<i16>>>, next: Option<Box<dyn AudioSink>>) -> MediaIo {
     MediaIo {
-        source: Box::new(ToneSource(ToneGenerator::new(tone_hz, AMPLITUDE, FORMAT.rate))),
+        source: Box::new(ToneSource(ToneGenerator::new(
+            tone_hz,
+            AMPLITUDE,
+            FORMAT.rate,
+        ))),
         sink: Box::new(CaptureSink { buf, next }),
     }
 }
@@ -209,7 +213,10 @@ pub async fn run(args: LoopbackArgs, emit: Emitter) -> Exit {
     );
     let started = Instant::now();
     let call = match caller
-        .dial(&target, endpoint(CALLER_TONE_HZ, heard_by_caller.clone(), None))
+        .dial(
+            &target,
+            endpoint(CALLER_TONE_HZ, heard_by_caller.clone(), None),
+        )
         .await
     {
         Ok(c) => c,
@@ -266,14 +273,24 @@ pub async fn run(args: LoopbackArgs, emit: Emitter) -> Exit {
     caller.stop();
     callee.stop();
     let Some(setup) = setup else {
-        let why = caller_end.as_ref().map(describe_end).unwrap_or_else(|| "no answer".into());
-        emit.emit("loopback_failed", json!({"reason": why}), &format!("loopback call failed: {why}"));
+        let why = caller_end
+            .as_ref()
+            .map(describe_end)
+            .unwrap_or_else(|| "no answer".into());
+        emit.emit(
+            "loopback_failed",
+            json!({"reason": why}),
+            &format!("loopback call failed: {why}"),
+        );
         return Exit::CheckFailed;
     };
     let a = caller_stats.unwrap_or_default();
     let b = callee_stats.unwrap_or_default();
     let forward = analyse(
-        &heard_by_callee.lock().map(|v| v.clone()).unwrap_or_default(),
+        &heard_by_callee
+            .lock()
+            .map(|v| v.clone())
+            .unwrap_or_default(),
         CALLER_TONE_HZ,
         &DirectionStats {
             sent: a.packets_sent,
@@ -282,7 +299,10 @@ pub async fn run(args: LoopbackArgs, emit: Emitter) -> Exit {
         },
     );
     let backward = analyse(
-        &heard_by_caller.lock().map(|v| v.clone()).unwrap_or_default(),
+        &heard_by_caller
+            .lock()
+            .map(|v| v.clone())
+            .unwrap_or_default(),
         CALLEE_TONE_HZ,
         &DirectionStats {
             sent: b.packets_sent,

@@ -68,8 +68,7 @@ pub struct Signals {
 
 impl Signals {
     pub fn new() -> Signals {
-        let term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         Signals { term }
     }
 

@@ -78,7 +78,11 @@ impl Dialog {
 
     /// §12.1.1: the UAS side, from a received INVITE and the tag we put in
     /// our To. The route set is the Record-Route list in order.
-    pub fn from_uas(invite: &Request, local_tag: &str, local_seq: u32) -> Result<Dialog, DialogError> {
+    pub fn from_uas(
+        invite: &Request,
+        local_tag: &str,
+        local_seq: u32,
+    ) -> Result<Dialog, DialogError> {
         let from = invite.headers.from_addr()?;
         let to = invite.headers.to_addr()?;
         Ok(Dialog {
@@ -102,7 +106,12 @@ impl Dialog {
     /// §12.2.1.1: a new request within the dialog. `via` is our Via value
     /// (with a fresh branch). ACK reuses the INVITE's CSeq number; other
     /// methods increment the local CSeq.
-    pub fn create_request(&mut self, method: Method, via: &str, cseq_for_ack: Option<u32>) -> Request {
+    pub fn create_request(
+        &mut self,
+        method: Method,
+        via: &str,
+        cseq_for_ack: Option<u32>,
+    ) -> Request {
         let seq = match (&method, cseq_for_ack) {
             (Method::Ack, Some(n)) => n,
             _ => {
@@ -151,7 +160,10 @@ impl Dialog {
             }
             u.to_string()
         });
-        (ruri.unwrap_or_else(|| self.remote_target.to_string()), routes)
+        (
+            ruri.unwrap_or_else(|| self.remote_target.to_string()),
+            routes,
+        )
     }
 
     /// The URI the next request goes to: the first route, else the remote
@@ -181,7 +193,12 @@ impl Dialog {
 
     /// Whether a request belongs to this dialog (Call-ID and both tags,
     /// §12.2.2).
-    pub fn matches(&self, call_id: &str, local_tag: Option<&str>, remote_tag: Option<&str>) -> bool {
+    pub fn matches(
+        &self,
+        call_id: &str,
+        local_tag: Option<&str>,
+        remote_tag: Option<&str>,
+    ) -> bool {
         self.call_id == call_id
             && local_tag == Some(self.local_tag.as_str())
             && remote_tag.unwrap_or("") == self.remote_tag
@@ -212,13 +229,30 @@ mod tests {
     #[test]
     fn uac_route_set_is_record_route_reversed_and_ack_goes_via_proxy_rfc3261_12_1_2_bug06() {
         let mut d = Dialog::from_uac(&parse_req(INVITE), &parse_resp(OK)).unwrap();
-        assert_eq!(d.route_set, vec!["<sip:p1.example.com;lr>", "<sip:p2.example.com;lr>"]);
-        let ack = d.create_request(Method::Ack, "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK2", Some(5));
-        assert_eq!(ack.uri, "sip:bob@198.51.100.41:5060", "loose routing keeps the remote target");
-        assert_eq!(ack.headers.list("Route"), vec!["<sip:p1.example.com;lr>", "<sip:p2.example.com;lr>"]);
+        assert_eq!(
+            d.route_set,
+            vec!["<sip:p1.example.com;lr>", "<sip:p2.example.com;lr>"]
+        );
+        let ack = d.create_request(
+            Method::Ack,
+            "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK2",
+            Some(5),
+        );
+        assert_eq!(
+            ack.uri, "sip:bob@198.51.100.41:5060",
+            "loose routing keeps the remote target"
+        );
+        assert_eq!(
+            ack.headers.list("Route"),
+            vec!["<sip:p1.example.com;lr>", "<sip:p2.example.com;lr>"]
+        );
         assert_eq!(ack.headers.cseq().unwrap().to_string(), "5 ACK");
         assert_eq!(d.next_hop().unwrap().to_string(), "sip:p1.example.com;lr");
-        let bye = d.create_request(Method::Bye, "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK3", None);
+        let bye = d.create_request(
+            Method::Bye,
+            "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK3",
+            None,
+        );
         assert_eq!(bye.headers.cseq().unwrap().to_string(), "6 BYE");
         assert_eq!(bye.headers.to_addr().unwrap().tag(), Some("b"));
     }
@@ -227,7 +261,11 @@ mod tests {
     fn strict_router_puts_the_first_route_in_the_request_uri_rfc3261_12_2_1_1() {
         let ok = OK.replace("<sip:p1.example.com;lr>", "<sip:p1.example.com>");
         let mut d = Dialog::from_uac(&parse_req(INVITE), &parse_resp(&ok)).unwrap();
-        let bye = d.create_request(Method::Bye, "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK3", None);
+        let bye = d.create_request(
+            Method::Bye,
+            "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK3",
+            None,
+        );
         assert_eq!(bye.uri, "sip:p1.example.com");
         assert_eq!(
             bye.headers.list("Route"),

@@ -69,7 +69,10 @@ pub fn check_request(req: &Request) -> Result<(), Rejection> {
             .with("Allow", ALLOWED_METHODS.join(", ")));
     }
     if cseq.method != req.method {
-        return Err(Rejection::new(400, "CSeq method differs from the request line"));
+        return Err(Rejection::new(
+            400,
+            "CSeq method differs from the request line",
+        ));
     }
     let uri = Uri::parse(&req.uri).map_err(|e| bad(&e))?;
     if !matches!(uri, Uri::Sip(_)) {
@@ -81,8 +84,9 @@ pub fn check_request(req: &Request) -> Result<(), Rejection> {
         .filter(|o| !SUPPORTED.iter().any(|s| s.eq_ignore_ascii_case(o)))
         .collect();
     if !unsupported.is_empty() && req.method != Method::Ack && req.method != Method::Cancel {
-        return Err(Rejection::new(420, "unsupported Require")
-            .with("Unsupported", unsupported.join(", ")));
+        return Err(
+            Rejection::new(420, "unsupported Require").with("Unsupported", unsupported.join(", "))
+        );
     }
     if !req.body.is_empty() && matches!(req.method, Method::Invite | Method::Ack) {
         match h.content_type() {

@@ -90,8 +90,13 @@ pub enum UaEvent {
         media: NegotiatedMedia,
     },
     /// The call is answered: outgoing on the 2xx, incoming on the ACK.
-    Answered { call: CallHandle },
-    Ended { call: CallHandle, reason: EndReason },
+    Answered {
+        call: CallHandle,
+    },
+    Ended {
+        call: CallHandle,
+        reason: EndReason,
+    },
     /// A request we refused before any call processing (RFC 3261 §8.2).
     Rejected {
         method: String,
@@ -243,8 +248,12 @@ impl UserAgent {
         let call_id = format!("{}@{}", self.token(20), Host::from_ip(local_ip));
         let from = match &self.cfg.from {
             Some(f) => f.clone(),
-            None => SipUri::new(Some(&self.cfg.user), Host::from_ip(local_ip), Some(self.cfg.local_port))
-                .to_string(),
+            None => SipUri::new(
+                Some(&self.cfg.user),
+                Host::from_ip(local_ip),
+                Some(self.cfg.local_port),
+            )
+            .to_string(),
         };
         let from = match &self.cfg.display_name {
             Some(d) => {
@@ -260,7 +269,9 @@ impl UserAgent {
         let via = self.new_via(local_ip);
         invite.headers.push("Via", via);
         invite.headers.push("Max-Forwards", "70");
-        invite.headers.push("From", format!("{from};tag={local_tag}"));
+        invite
+            .headers
+            .push("From", format!("{from};tag={local_tag}"));
         invite.headers.push("To", format!("<{uri}>"));
         invite.headers.push("Call-ID", call_id);
         invite.headers.push("CSeq", "1 INVITE");
@@ -298,8 +309,16 @@ impl UserAgent {
 
     /// Answers an incoming call with 200 OK (RFC 3261 §13.3.1.4) using
     /// `media` (our address and RTP port).
-    pub fn answer(&mut self, call: CallHandle, media: LocalMedia, now: Instant) -> Result<(), UaError> {
-        let c = self.calls.get_mut(&call).ok_or(UaError::NoSuchCall { call })?;
+    pub fn answer(
+        &mut self,
+        call: CallHandle,
+        media: LocalMedia,
+        now: Instant,
+    ) -> Result<(), UaError> {
+        let c = self
+            .calls
+            .get_mut(&call)
+            .ok_or(UaError::NoSuchCall { call })?;
         if c.direction != CallDirection::Incoming || c.state != CallState::Early {
             return Err(UaError::WrongState {
                 call,
@@ -381,7 +400,10 @@ impl UserAgent {
     /// Hangs up: CANCEL before the answer (§9.1), BYE after (§15.1.1),
     /// 603 for an incoming call still ringing.
     pub fn hangup(&mut self, call: CallHandle, now: Instant) -> Result<(), UaError> {
-        let c = self.calls.get_mut(&call).ok_or(UaError::NoSuchCall { call })?;
+        let c = self
+            .calls
+            .get_mut(&call)
+            .ok_or(UaError::NoSuchCall { call })?;
         match (c.direction, c.state) {
             (CallDirection::Outgoing, CallState::Calling | CallState::Early) => {
                 if c.got_provisional {
@@ -458,7 +480,13 @@ impl UserAgent {
 
     /// A datagram arrived on the SIP socket from `source`. `local_ip` is the
     /// address it arrived on (our address as seen by that peer).
-    pub fn handle_datagram(&mut self, data: &[u8], source: SocketAddr, local_ip: IpAddr, now: Instant) {
+    pub fn handle_datagram(
+        &mut self,
+        data: &[u8],
+        source: SocketAddr,
+        local_ip: IpAddr,
+        now: Instant,
+    ) {
         self.datagram_local_ip = local_ip;
         match parse_datagram(data) {
             Ok(SipMessage::Request(req)) => self.on_request_datagram(req, source, now),
@@ -467,7 +495,8 @@ impl UserAgent {
                     tracing::debug!("discarding response: {e}");
                     return;
                 }
-                self.tx.handle_message(SipMessage::Response(resp), source, now);
+                self.tx
+                    .handle_message(SipMessage::Response(resp), source, now);
             }
             Err(e) => {
                 tracing::debug!("unparseable datagram from {source}: {e}");
@@ -491,7 +520,8 @@ impl UserAgent {
             self.reject_stateless(&req, &rejection, source);
             return;
         }
-        self.tx.handle_message(SipMessage::Request(req), source, now);
+        self.tx
+            .handle_message(SipMessage::Request(req), source, now);
     }
 
     /// Answers a request that failed validation without a transaction
@@ -615,7 +645,13 @@ impl UserAgent {
 
     /// §13.3.1: a new INVITE: check the offer, send 180 Ringing and tell
     /// the user.
-    fn on_new_invite(&mut self, key: TransactionKey, req: Request, source: SocketAddr, now: Instant) {
+    fn on_new_invite(
+        &mut self,
+        key: TransactionKey,
+        req: Request,
+        source: SocketAddr,
+        now: Instant,
+    ) {
         let local_tag = self.token(10);
         let mut template = self.media_template.clone();
         let local_ip = self.datagram_local_ip;
@@ -626,7 +662,8 @@ impl UserAgent {
                 let status = sdp_error_status(&e);
                 let mut resp = make_response(&req, status, Some(&local_tag));
                 if status == 488 {
-                    resp.headers.push("Warning", "304 sipline \"Media type not available\"");
+                    resp.headers
+                        .push("Warning", "304 sipline \"Media type not available\"");
                 }
                 let _ = self.tx.send_response(&key, resp, now);
                 self.emit(UaEvent::Rejected {
@@ -696,9 +733,9 @@ impl UserAgent {
         self.calls
             .values()
             .find(|c| {
-                c.dialog.as_ref().is_some_and(|d| {
-                    d.matches(call_id, to_tag.as_deref(), from_tag.as_deref())
-                })
+                c.dialog
+                    .as_ref()
+                    .is_some_and(|d| d.matches(call_id, to_tag.as_deref(), from_tag.as_deref()))
             })
             .map(|c| c.handle)
     }

@@ -78,9 +78,14 @@ pub enum PhoneEvent {
         codec: Option<CodecKind>,
     },
     /// The call's audio source has nothing more to play.
-    SourceFinished { call: CallHandle },
+    SourceFinished {
+        call: CallHandle,
+    },
     /// The audio sink failed (e.g. the disk is full); the call goes on.
-    SinkError { call: CallHandle, detail: String },
+    SinkError {
+        call: CallHandle,
+        detail: String,
+    },
 }
 
 /// Errors the shell reports.
@@ -111,10 +116,12 @@ impl Phone {
     pub async fn start(
         cfg: PhoneConfig,
     ) -> Result<(Phone, mpsc::UnboundedReceiver<PhoneEvent>), DriverError> {
-        let sip = UdpTransport::bind(cfg.bind).await.map_err(|source| DriverError::Bind {
-            addr: cfg.bind,
-            source,
-        })?;
+        let sip = UdpTransport::bind(cfg.bind)
+            .await
+            .map_err(|source| DriverError::Bind {
+                addr: cfg.bind,
+                source,
+            })?;
         let local = sip.local_addr();
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();
@@ -414,10 +421,9 @@ impl Driver {
             session.push_capture(&m.frame);
             if m.io.source.is_finished() && !m.source_finished {
                 m.source_finished = true;
-                let _ = self
-                    .events
-                    .send(PhoneEvent::SourceFinished { call: *call });
+                let _ = self.events.send(PhoneEvent::SourceFinished { call: *call });
             }
+            m.playback.clear();
             session.pull_playback_into(now, &mut m.playback);
             if let Err(e) = m.io.sink.write_frame(&m.playback) {
                 if !m.sink_failed {
