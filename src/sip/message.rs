@@ -109,13 +109,14 @@ impl Response {
     }
 }
 
+/// Content-Type and Content-Length go last, after the headers already set.
 fn set_body(headers: &mut Headers, slot: &mut Vec<u8>, content_type: &str, body: Vec<u8>) {
-    if body.is_empty() {
-        headers.remove("Content-Type");
-    } else {
-        headers.set("Content-Type", content_type);
+    headers.remove("Content-Type");
+    headers.remove("Content-Length");
+    if !body.is_empty() {
+        headers.push("Content-Type", content_type);
     }
-    headers.set("Content-Length", body.len().to_string());
+    headers.push("Content-Length", body.len().to_string());
     *slot = body;
 }
 
