@@ -282,12 +282,12 @@ impl DeviceSource {
 
 impl AudioSource for DeviceSource {
     fn read_frame(&mut self, out: &mut [i16]) {
-        if !self.failed {
-            if let Some(error) = self.shared.take_failure() {
-                self.failed = true;
-                tracing::warn!(device = %self.shape.device, %error,
-                    "audio input stopped; sending silence");
-            }
+        if !self.failed
+            && let Some(error) = self.shared.take_failure()
+        {
+            self.failed = true;
+            tracing::warn!(device = %self.shape.device, %error,
+                "audio input stopped; sending silence");
         }
         {
             let mut ring = self.shared.ring();
@@ -564,7 +564,7 @@ where
     let prefill = samples_in(PREFILL, config.sample_rate);
     let ring_shared = shared.clone();
     device.build_output_stream::<T, _, _>(
-        config.clone(),
+        *config,
         move |data: &mut [T], _| fill_playback(&ring_shared, channels, prefill, data),
         error_callback(shared.clone(), Direction::Playback),
         Some(OPEN_TIMEOUT),
@@ -612,7 +612,7 @@ where
     let max = samples_in(MAX_BUFFERED, config.sample_rate);
     let ring_shared = shared.clone();
     device.build_input_stream::<T, _, _>(
-        config.clone(),
+        *config,
         move |data: &[T], _| take_capture(&ring_shared, channels, max, data),
         error_callback(shared.clone(), Direction::Capture),
         Some(OPEN_TIMEOUT),
