@@ -18,7 +18,25 @@
 //!
 //! Environment variables are process-wide and ALSA reads its config once, so each scenario runs
 //! in a child process of the test binary: [`run_child`] re-runs one test with
-//! [`CHILD_ENV`] set, and the test checks [`is_child`] to know which half it is.
+//! [`CHILD_ENV`] set, and the test checks [`is_child`] to know which half it is. A test that
+//! runs the `sipline` binary instead just passes [`VirtualCard::env`] to that command.
+//!
+//! Usage (see `tests/audio_device.rs`):
+//!
+//! ```ignore
+//! #[path = "support/alsa.rs"]
+//! mod alsa;
+//!
+//! #[test]
+//! fn alsa_pacer() { alsa::pacer_entry() } // needed once per test binary for paced playback
+//!
+//! let card = alsa::VirtualCard::new();
+//! let played = card.dir().join("played.raw");               // raw S16_LE 48 kHz mono
+//! let env = card.env(&alsa::paced_writer_command(&played, "alsa_pacer"), Path::new("/dev/zero"));
+//! Command::new(env!("CARGO_BIN_EXE_sipline")).envs(env.iter().map(|(k, v)| (k, v)))...;
+//! let samples = alsa::read_s16le(&played);
+//! assert!((alsa::dominant_frequency(&samples[a..b], 48_000) - 1000.0).abs() < 20.0);
+//! ```
 
 #![allow(dead_code)]
 
