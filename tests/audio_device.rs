@@ -201,12 +201,37 @@ fn virtual_card_lists_its_default_device() {
         );
         // A listed name opens as a named device.
         let default = devices.iter().find(|d| d.id.ends_with("default")).unwrap();
-        let mut sink = open_playback(&DeviceChoice::Named(default.id.clone()), NB).unwrap();
-        sink.finish().unwrap();
+        for name in [default.id.as_str(), default.name.as_str(), "default"] {
+            let mut sink = open_playback(&DeviceChoice::Named(name.into()), NB).unwrap();
+            sink.finish().unwrap();
+        }
         return;
     }
     let card = alsa::VirtualCard::new();
     let env = card.env("/dev/null", std::path::Path::new("/dev/zero"));
     let out = alsa::run_child("virtual_card_lists_its_default_device", &env);
     alsa::assert_child_ok(&out);
+}
+
+#[test]
+fn capture_that_is_not_read_keeps_only_the_newest_audio() {
+    if alsa::is_child() {
+        let mut src = DeviceSource::open(None, NB).expect("open virtual card capture");
+        // An unpaced input file: the device delivers far faster than real time.
+        std::thread::sleep(Duration::from_millis(300));
+        let mut frame = [0i16; 160];
+        src.read_frame(&mut frame);
+        assert!(src.dropped_samples() > 0, "nothing dropped");
+        assert!(frame.iter().any(|&s| s != 0), "no audio after the overflow");
+        return;
+    }
+    let card = alsa::VirtualCard::new();
+    let input = card.dir().join("mic.raw");
+    let tone = alsa::sine(48_000, 440.0, 10_000.0, 48_000 * 30);
+    std::fs::write(&input, alsa::to_s16le(&tone)).unwrap();
+    let env = card.env("/dev/null", &input);
+    alsa::assert_child_ok(&alsa::run_child(
+        "capture_that_is_not_read_keeps_only_the_newest_audio",
+        &env,
+    ));
 }
