@@ -106,6 +106,19 @@ struct Ring {
     /// Playback only: the callback is draining (false while waiting for the prefill).
     playing: bool,
     underruns: u64,
+    /// Samples dropped because more than [`MAX_BUFFERED`] was queued.
+    dropped: u64,
+}
+
+impl Ring {
+    /// Appends `samples`, then drops the oldest so that at most `max` remain: a producer
+    /// running ahead of its consumer costs old audio, never extra delay.
+    fn push_bounded(&mut self, samples: impl IntoIterator<Item = i16>, max: usize) {
+        self.samples.extend(samples);
+        let excess = self.samples.len().saturating_sub(max);
+        self.samples.drain(..excess);
+        self.dropped += excess as u64;
+    }
 }
 
 impl Shared {
@@ -115,6 +128,7 @@ impl Shared {
                 samples: VecDeque::new(),
                 playing: false,
                 underruns: 0,
+                dropped: 0,
             }),
             failure: Mutex::new(None),
         })
@@ -201,6 +215,11 @@ impl DeviceSink {
     pub fn underruns(&self) -> u64 {
         self.shared.ring().underruns
     }
+
+    /// Samples dropped so far because the writer ran more than [`MAX_BUFFERED`] ahead.
+    pub fn dropped_samples(&self) -> u64 {
+        self.shared.ring().dropped
+    }
 }
 
 impl AudioSink for DeviceSink {
@@ -222,9 +241,7 @@ impl AudioSink for DeviceSink {
         self.converted.resize(self.resampler.available(), 0);
         self.resampler.pop_into(&mut self.converted);
         let mut ring = self.shared.ring();
-        ring.samples.extend(self.converted.iter().copied());
-        let excess = ring.samples.len().saturating_sub(self.max_buffered);
-        ring.samples.drain(..excess);
+        ring.push_bounded(self.converted.iter().copied(), self.max_buffered);
         Ok(())
     }
 
@@ -278,16 +295,21 @@ impl DeviceSource {
     pub fn device_name(&self) -> &str {
         &self.shape.device
     }
+
+    /// Samples dropped so far because the reader fell more than [`MAX_BUFFERED`] behind.
+    pub fn dropped_samples(&self) -> u64 {
+        self.shared.ring().dropped
+    }
 }
 
 impl AudioSource for DeviceSource {
     fn read_frame(&mut self, out: &mut [i16]) {
-        if !self.failed {
-            if let Some(error) = self.shared.take_failure() {
-                self.failed = true;
-                tracing::warn!(device = %self.shape.device, %error,
-                    "audio input stopped; sending silence");
-            }
+        if !self.failed
+            && let Some(error) = self.shared.take_failure()
+        {
+            self.failed = true;
+            tracing::warn!(device = %self.shape.device, %error,
+                "audio input stopped; sending silence");
         }
         {
             let mut ring = self.shared.ring();
@@ -564,7 +586,7 @@ where
     let prefill = samples_in(PREFILL, config.sample_rate);
     let ring_shared = shared.clone();
     device.build_output_stream::<T, _, _>(
-        config.clone(),
+        *config,
         move |data: &mut [T], _| fill_playback(&ring_shared, channels, prefill, data),
         error_callback(shared.clone(), Direction::Playback),
         Some(OPEN_TIMEOUT),
@@ -612,7 +634,7 @@ where
     let max = samples_in(MAX_BUFFERED, config.sample_rate);
     let ring_shared = shared.clone();
     device.build_input_stream::<T, _, _>(
-        config.clone(),
+        *config,
         move |data: &[T], _| take_capture(&ring_shared, channels, max, data),
         error_callback(shared.clone(), Direction::Capture),
         Some(OPEN_TIMEOUT),
@@ -625,12 +647,11 @@ where
     i16: FromSample<T>,
 {
     let mut ring = shared.ring();
-    for frame in data.chunks(channels) {
+    let mono = data.chunks(channels).map(|frame| {
         let sum: i32 = frame.iter().map(|&s| i32::from(i16::from_sample(s))).sum();
-        ring.samples.push_back((sum / frame.len() as i32) as i16);
-    }
-    let excess = ring.samples.len().saturating_sub(max);
-    ring.samples.drain(..excess);
+        (sum / frame.len() as i32) as i16
+    });
+    ring.push_bounded(mono, max);
 }
 
 /// Keeps alsa-lib's diagnostics off stderr: they are captured per thread and logged at debug
@@ -714,5 +735,16 @@ mod tests {
         take_capture(&shared, 2, 2, &[100i16, 300, -10, -30, 7, 9]);
         let ring = shared.ring();
         assert_eq!(ring.samples, [-20, 8]);
+        assert_eq!(ring.dropped, 1);
+    }
+
+    #[test]
+    fn queue_keeps_only_the_newest_max_samples() {
+        let shared = Shared::new();
+        let mut ring = shared.ring();
+        ring.push_bounded([1, 2, 3], 4);
+        ring.push_bounded([4, 5, 6], 4);
+        assert_eq!(ring.samples, [3, 4, 5, 6]);
+        assert_eq!(ring.dropped, 2);
     }
 }
