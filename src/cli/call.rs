@@ -12,6 +12,9 @@ use super::{Signals, phone_config};
 use crate::media::audio::AudioFormat;
 use crate::ua::{Phone, PhoneEvent, UaEvent};
 
+/// How long a hang-up may take before we exit anyway.
+const HANGUP_GRACE: Duration = Duration::from_secs(5);
+
 /// Places the call and waits until it ends; returns the exit code.
 pub async fn run(args: CallArgs, emit: Emitter) -> Exit {
     let mut cfg = phone_config(&args.common, 0);
@@ -59,12 +62,16 @@ pub async fn run(args: CallArgs, emit: Emitter) -> Exit {
     let mut answered_at = None;
     let mut interrupted = false;
     let mut ring_timeout = false;
+    // Once we hang up, the call gets this long to end (CANCEL needs a
+    // provisional response first, RFC 3261 §9.1; BYE may go unanswered).
+    let mut give_up = far;
     let exit = loop {
         let next = if answered_at.is_some() {
             hangup_at
         } else {
             ring_deadline
-        };
+        }
+        .min(give_up);
         tokio::select! {
             ev = events.recv() => {
                 let Some(ev) = ev else { break Exit::Internal };
@@ -105,6 +112,15 @@ pub async fn run(args: CallArgs, emit: Emitter) -> Exit {
                 }
             }
             _ = tokio::time::sleep_until(next.into()) => {
+                if Instant::now() >= give_up {
+                    tracing::warn!("the call did not end in time after hanging up");
+                    break match (answered_at, interrupted) {
+                        (Some(_), _) => Exit::Ok,
+                        (None, true) => Exit::Interrupted,
+                        (None, false) => Exit::NoAnswer,
+                    };
+                }
+                give_up = Instant::now() + HANGUP_GRACE;
                 if answered_at.is_none() {
                     ring_timeout = true;
                     tracing::info!("no answer within the timeout: cancelling");
@@ -117,6 +133,7 @@ pub async fn run(args: CallArgs, emit: Emitter) -> Exit {
                     break Exit::Interrupted;
                 }
                 interrupted = true;
+                give_up = Instant::now() + HANGUP_GRACE;
                 tracing::info!("interrupted: hanging up");
                 phone.hangup(call);
             }

@@ -170,8 +170,10 @@ pub fn write_tone_wav(path: &Path, freq: f64, rate: u32, channels: u16, secs: f6
     let mut w = hound::WavWriter::create(path, spec).expect("create WAV");
     let n = (secs * f64::from(rate)) as usize;
     for i in 0..n {
-        let v = (amplitude * 32767.0 * (2.0 * std::f64::consts::PI * freq * i as f64 / f64::from(rate)).sin())
-            .round() as i16;
+        let v = (amplitude
+            * 32767.0
+            * (2.0 * std::f64::consts::PI * freq * i as f64 / f64::from(rate)).sin())
+        .round() as i16;
         for _ in 0..channels {
             w.write_sample(v).expect("write sample");
         }
@@ -192,7 +194,9 @@ pub fn read_wav(path: &Path) -> (Vec<i16>, u32) {
 pub fn tone_part(samples: &[i16], rate: u32) -> &[i16] {
     let threshold = (32768.0 * 10f64.powf(-40.0 / 20.0)) as i32;
     let first = samples.iter().position(|s| i32::from(*s).abs() > threshold);
-    let last = samples.iter().rposition(|s| i32::from(*s).abs() > threshold);
+    let last = samples
+        .iter()
+        .rposition(|s| i32::from(*s).abs() > threshold);
     match (first, last) {
         (Some(a), Some(b)) => {
             let start = (a + rate as usize / 10).min(b);

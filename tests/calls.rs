@@ -1,0 +1,371 @@
+//! End-to-end calls between two `sipline` processes on loopback.
+
+#[path = "support/proc.rs"]
+mod proc;
+
+use std::net::UdpSocket;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use proc::{Sipline, read_wav, tone_part, write_tone_wav};
+use sipline::media::signal::{dominant_frequency, rms_dbfs, sine};
+
+const SECS: Duration = Duration::from_secs(30);
+
+/// The level a 0.5-amplitude sine has (what the tone file holds).
+fn sent_level(freq: f64) -> f64 {
+    rms_dbfs(&sine(freq, 0.5, 8000, 8000))
+}
+
+fn assert_holds_tone(path: &std::path::Path, freq: f64) {
+    let (samples, rate) = read_wav(path);
+    let part = tone_part(&samples, rate);
+    assert!(
+        part.len() > rate as usize,
+        "at least a second of tone recorded (got {} samples)",
+        part.len()
+    );
+    let f = dominant_frequency(part, rate);
+    assert!(
+        (f - freq).abs() <= freq * 0.02,
+        "dominant frequency {f} Hz, expected {freq} Hz ±2 %"
+    );
+    let level = rms_dbfs(part);
+    let want = sent_level(freq);
+    assert!(
+        (level - want).abs() <= 3.0,
+        "level {level:.1} dBFS, expected {want:.1} ±3 dB"
+    );
+}
+
+#[test]
+fn two_processes_call_and_the_recording_holds_the_tone() {
+    let dir = tempfile::tempdir().unwrap();
+    let tone = dir.path().join("tone.wav");
+    let out = dir.path().join("out.wav");
+    // Any rate and channel count: 44.1 kHz stereo.
+    write_tone_wav(&tone, 1000.0, 44_100, 2, 5.0, 0.5);
+    let (mut answer, port) = Sipline::answer(&[
+        "--count",
+        "1",
+        "--null-audio",
+        "--record",
+        out.to_str().unwrap(),
+    ]);
+    let uri = format!("sip:test@127.0.0.1:{port}");
+    let mut call = Sipline::spawn(
+        "call",
+        &[
+            "call",
+            &uri,
+            "--bind",
+            "127.0.0.1",
+            "--play",
+            tone.to_str().unwrap(),
+            "--duration",
+            "3",
+            "--null-audio",
+        ],
+        &[],
+    );
+    let (code, events) = call.wait_exit(SECS);
+    assert_eq!(
+        code,
+        0,
+        "caller exits 0; events {events:?}\n{}",
+        call.stderr()
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "progress" && e["status"] == 180)
+    );
+    assert!(events.iter().any(|e| e["event"] == "answered"));
+    let ended = events
+        .iter()
+        .find(|e| e["event"] == "ended")
+        .expect("ended event");
+    assert_eq!(ended["reason"]["kind"], "local_hangup");
+    assert!(
+        ended["media"]["packets_sent"].as_u64().unwrap() >= 140,
+        "about 150 packets in 3 s"
+    );
+    let (code, events) = answer.wait_exit(SECS);
+    assert_eq!(code, 0, "answerer exits 0; {events:?}\n{}", answer.stderr());
+    let ended = events
+        .iter()
+        .find(|e| e["event"] == "ended")
+        .expect("ended event");
+    assert_eq!(ended["reason"]["kind"], "remote_hangup");
+    assert!(ended["media"]["packets_received"].as_u64().unwrap() >= 140);
+    assert_holds_tone(&out, 1000.0);
+}
+
+#[test]
+fn calls_work_over_ipv6_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let tone = dir.path().join("tone.wav");
+    let out = dir.path().join("out.wav");
+    write_tone_wav(&tone, 600.0, 8000, 1, 3.0, 0.5);
+    let (mut answer, port) = Sipline::answer_on(
+        "::1",
+        &[
+            "--count",
+            "1",
+            "--null-audio",
+            "--record",
+            out.to_str().unwrap(),
+        ],
+    );
+    let uri = format!("sip:test@[::1]:{port}");
+    let mut call = Sipline::spawn(
+        "call",
+        &[
+            "call",
+            &uri,
+            "--bind",
+            "::1",
+            "--play",
+            tone.to_str().unwrap(),
+            "--duration",
+            "2",
+            "--null-audio",
+        ],
+        &[],
+    );
+    let (code, events) = call.wait_exit(SECS);
+    assert_eq!(code, 0, "{events:?}\n{}", call.stderr());
+    let media = events
+        .iter()
+        .find(|e| e["event"] == "media")
+        .expect("media event");
+    assert!(media["remote_rtp"].as_str().unwrap().starts_with("[::1]:"));
+    assert_eq!(answer.wait_exit(SECS).0, 0);
+    assert_holds_tone(&out, 600.0);
+}
+
+#[test]
+fn busy_callee_makes_call_exit_with_the_busy_code() {
+    let (mut answer, port) = Sipline::answer(&["--count", "1", "--reject", "486"]);
+    let uri = format!("sip:test@127.0.0.1:{port}");
+    let mut call = Sipline::spawn(
+        "call",
+        &["call", &uri, "--bind", "127.0.0.1", "--null-audio"],
+        &[],
+    );
+    let (code, events) = call.wait_exit(SECS);
+    assert_eq!(code, 3, "busy exit code; {events:?}");
+    let ended = events.iter().find(|e| e["event"] == "ended").unwrap();
+    assert_eq!(ended["reason"]["status"], 486);
+    assert_eq!(answer.wait_exit(SECS).0, 0);
+}
+
+#[test]
+fn declined_call_exits_with_the_failure_code() {
+    let (mut answer, port) = Sipline::answer(&["--count", "1", "--reject", "603"]);
+    let uri = format!("sip:test@127.0.0.1:{port}");
+    let mut call = Sipline::spawn(
+        "call",
+        &["call", &uri, "--bind", "127.0.0.1", "--null-audio"],
+        &[],
+    );
+    assert_eq!(call.wait_exit(SECS).0, 4);
+    assert_eq!(answer.wait_exit(SECS).0, 0);
+}
+
+#[test]
+fn ring_timeout_cancels_and_exits_with_no_answer() {
+    let (mut answer, port) =
+        Sipline::answer(&["--count", "1", "--answer-after", "20", "--null-audio"]);
+    let uri = format!("sip:test@127.0.0.1:{port}");
+    let mut call = Sipline::spawn(
+        "call",
+        &[
+            "call",
+            &uri,
+            "--bind",
+            "127.0.0.1",
+            "--null-audio",
+            "--timeout",
+            "1",
+        ],
+        &[],
+    );
+    let (code, events) = call.wait_exit(SECS);
+    assert_eq!(code, 5, "no-answer exit code; {events:?}");
+    let ended = events.iter().find(|e| e["event"] == "ended").unwrap();
+    assert_eq!(ended["reason"]["kind"], "cancelled");
+    let (code, events) = answer.wait_exit(SECS);
+    assert_eq!(code, 0);
+    let ended = events.iter().find(|e| e["event"] == "ended").unwrap();
+    assert_eq!(ended["reason"]["kind"], "remote_cancelled");
+}
+
+#[test]
+fn sigterm_after_answer_hangs_up_and_keeps_the_recording() {
+    let dir = tempfile::tempdir().unwrap();
+    let tone = dir.path().join("tone.wav");
+    let out = dir.path().join("rec.wav");
+    write_tone_wav(&tone, 800.0, 8000, 1, 10.0, 0.5);
+    let (mut answer, port) = Sipline::answer(&[
+        "--count",
+        "1",
+        "--null-audio",
+        "--play",
+        tone.to_str().unwrap(),
+    ]);
+    let uri = format!("sip:test@127.0.0.1:{port}");
+    let mut call = Sipline::spawn(
+        "call",
+        &[
+            "call",
+            &uri,
+            "--bind",
+            "127.0.0.1",
+            "--null-audio",
+            "--record",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    );
+    call.wait_event("answered", SECS);
+    std::thread::sleep(Duration::from_secs(2));
+    call.signal("TERM");
+    let (code, events) = call.wait_exit(SECS);
+    assert_eq!(code, 0, "answered then ended by us; {events:?}");
+    assert_eq!(answer.wait_exit(SECS).0, 0);
+    assert_holds_tone(&out, 800.0);
+}
+
+/// A UDP relay between a caller and `target` that drops the first
+/// datagram of each kind `drop` selects.
+struct LossyRelay {
+    port: u16,
+    dropped: Arc<AtomicUsize>,
+}
+
+impl LossyRelay {
+    fn start(target: std::net::SocketAddr, drop_first: &'static [&'static str]) -> LossyRelay {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = sock.local_addr().unwrap().port();
+        sock.set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let d2 = dropped.clone();
+        std::thread::spawn(move || {
+            let mut client = None;
+            let mut done = vec![false; drop_first.len()];
+            let mut buf = [0u8; 65535];
+            while let Ok((n, from)) = sock.recv_from(&mut buf) {
+                let text = String::from_utf8_lossy(&buf[..n]);
+                if let Some(i) = drop_first.iter().position(|p| text.starts_with(p)) {
+                    if !done[i] {
+                        done[i] = true;
+                        d2.fetch_add(1, Ordering::SeqCst);
+                        continue;
+                    }
+                }
+                let dest = if from == target {
+                    match client {
+                        Some(c) => c,
+                        None => continue,
+                    }
+                } else {
+                    client = Some(from);
+                    target
+                };
+                let _ = sock.send_to(&buf[..n], dest);
+            }
+        });
+        LossyRelay { port, dropped }
+    }
+}
+
+#[test]
+fn lost_first_invite_and_lost_first_200_are_recovered_by_retransmission() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.wav");
+    let tone = dir.path().join("tone.wav");
+    write_tone_wav(&tone, 1000.0, 8000, 1, 4.0, 0.5);
+    let (mut answer, port) = Sipline::answer(&[
+        "--count",
+        "1",
+        "--null-audio",
+        "--record",
+        out.to_str().unwrap(),
+    ]);
+    let relay = LossyRelay::start(
+        format!("127.0.0.1:{port}").parse().unwrap(),
+        &["INVITE ", "SIP/2.0 200 "],
+    );
+    let uri = format!("sip:test@127.0.0.1:{}", relay.port);
+    let mut call = Sipline::spawn(
+        "call",
+        &[
+            "call",
+            &uri,
+            "--bind",
+            "127.0.0.1",
+            "--play",
+            tone.to_str().unwrap(),
+            "--duration",
+            "2",
+            "--null-audio",
+        ],
+        &[],
+    );
+    let (code, events) = call.wait_exit(SECS);
+    assert_eq!(code, 0, "{events:?}\n{}", call.stderr());
+    assert_eq!(
+        relay.dropped.load(Ordering::SeqCst),
+        2,
+        "one INVITE and one 200 OK were dropped"
+    );
+    assert_eq!(answer.wait_exit(SECS).0, 0);
+    assert_holds_tone(&out, 1000.0);
+}
+
+#[test]
+fn unreachable_host_name_is_a_network_error() {
+    let mut call = Sipline::spawn(
+        "call",
+        &[
+            "call",
+            "sip:test@no-such-host.invalid",
+            "--bind",
+            "127.0.0.1",
+            "--null-audio",
+        ],
+        &[],
+    );
+    let (code, _) = call.wait_exit(SECS);
+    assert_eq!(code, 6);
+}
+
+#[test]
+fn malformed_uri_is_a_usage_error() {
+    let mut call = Sipline::spawn("call", &["call", "not a uri", "--null-audio"], &[]);
+    assert_eq!(call.wait_exit(SECS).0, 2);
+}
+
+#[test]
+fn missing_play_file_is_an_audio_error() {
+    let mut call = Sipline::spawn(
+        "call",
+        &[
+            "call",
+            "sip:x@127.0.0.1:9",
+            "--play",
+            "/nonexistent/file.wav",
+            "--null-audio",
+        ],
+        &[],
+    );
+    let (code, _) = call.wait_exit(SECS);
+    assert_eq!(code, 7);
+    assert!(
+        call.stderr().contains("/nonexistent/file.wav"),
+        "the error names the file"
+    );
+}
