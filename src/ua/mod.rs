@@ -8,3 +8,6 @@ pub mod driver;
 pub use agent::{EndReason, UaConfig, UaError, UaEvent, UaOutput, UserAgent};
 pub use call::{CallDirection, CallHandle, CallState};
 pub use driver::{MediaIo, Phone, PhoneConfig, PhoneEvent};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,452 @@
+//! Two user agent cores talking in memory while a fake clock jumps to the
+//! next deadline.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::media::codec::CodecKind;
+use crate::sdp::{Direction, LocalMedia};
+use crate::sip::{SipMessage, parse_datagram};
+use crate::transaction::TimerConfig;
+
+const A: &str = "127.0.0.1:5060";
+const B: &str = "127.0.0.2:5062";
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn media(ip: &str, port: u16) -> LocalMedia {
+    LocalMedia {
+        addr: ip.parse().unwrap(),
+        rtp_port: port,
+        codecs: vec![CodecKind::Pcmu, CodecKind::Pcma],
+        telephone_event: true,
+        direction: Direction::SendRecv,
+        ptime_ms: 20,
+    }
+}
+
+fn ua(user: &str, sock: &str, seed: u64) -> UserAgent {
+    let cfg = UaConfig {
+        user: user.into(),
+        from: None,
+        display_name: None,
+        local_port: addr(sock).port(),
+        timers: TimerConfig::default(),
+        user_agent: "sipline-test".into(),
+        seed,
+    };
+    UserAgent::new(cfg, media(&addr(sock).ip().to_string(), 0))
+}
+
+/// The network between the two cores: `drop` decides which datagrams are lost.
+struct Pair {
+    a: UserAgent,
+    b: UserAgent,
+    now: Instant,
+    a_events: Vec<UaEvent>,
+    b_events: Vec<UaEvent>,
+    /// Datagrams seen on the wire, as (from, first line).
+    wire: Vec<(String, String)>,
+    /// The full datagrams, in order.
+    raw: Vec<(String, Vec<u8>)>,
+    drop: Box<dyn FnMut(&str, &str) -> bool>,
+}
+
+impl Pair {
+    fn new() -> Pair {
+        Pair {
+            a: ua("alice", A, 1),
+            b: ua("bob", B, 2),
+            now: Instant::now(),
+            a_events: Vec::new(),
+            b_events: Vec::new(),
+            wire: Vec::new(),
+            raw: Vec::new(),
+            drop: Box::new(|_, _| false),
+        }
+    }
+
+    /// Delivers datagrams until both sides are quiet.
+    fn settle(&mut self) {
+        loop {
+            let mut moved = false;
+            while let Some(o) = self.a.poll_output() {
+                moved = true;
+                match o {
+                    UaOutput::Transmit(t) => self.deliver("a", t.dest, t.payload),
+                    UaOutput::Event(e) => self.a_events.push(e),
+                }
+            }
+            while let Some(o) = self.b.poll_output() {
+                moved = true;
+                match o {
+                    UaOutput::Transmit(t) => self.deliver("b", t.dest, t.payload),
+                    UaOutput::Event(e) => self.b_events.push(e),
+                }
+            }
+            if !moved {
+                break;
+            }
+        }
+    }
+
+    fn deliver(&mut self, from: &str, dest: SocketAddr, payload: Vec<u8>) {
+        let text = String::from_utf8_lossy(&payload).to_string();
+        let first = text.lines().next().unwrap_or("").to_string();
+        self.wire.push((from.to_string(), first.clone()));
+        self.raw.push((from.to_string(), payload.clone()));
+        if (self.drop)(from, &text) {
+            return;
+        }
+        let now = self.now;
+        if dest == addr(B) {
+            let ip: IpAddr = addr(B).ip();
+            self.b.handle_datagram(&payload, addr(A), ip, now);
+        } else if dest == addr(A) {
+            let ip: IpAddr = addr(A).ip();
+            self.a.handle_datagram(&payload, addr(B), ip, now);
+        }
+    }
+
+    /// Jumps the clock to the next deadline (at most `limit` ahead).
+    fn advance(&mut self, limit: Duration) -> bool {
+        let next = [self.a.next_timeout(), self.b.next_timeout()]
+            .into_iter()
+            .flatten()
+            .min();
+        match next {
+            Some(t) if t <= self.now + limit => {
+                self.now = self.now.max(t);
+                self.a.handle_timeout(self.now);
+                self.b.handle_timeout(self.now);
+                self.settle();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn run_for(&mut self, d: Duration) {
+        let end = self.now + d;
+        while self.advance(end.saturating_duration_since(self.now)) {}
+        self.now = end;
+    }
+
+    fn dial(&mut self) -> CallHandle {
+        let call = self
+            .a
+            .dial(
+                "sip:bob@127.0.0.2:5062",
+                addr(B),
+                media("127.0.0.1", 40000),
+                self.now,
+            )
+            .unwrap();
+        self.settle();
+        call
+    }
+
+    fn incoming(&self) -> CallHandle {
+        self.b_events
+            .iter()
+            .find_map(|e| match e {
+                UaEvent::IncomingCall { call, .. } => Some(*call),
+                _ => None,
+            })
+            .expect("B saw the call")
+    }
+
+    fn sent(&self, from: &str, prefix: &str) -> usize {
+        self.wire
+            .iter()
+            .filter(|(f, l)| f == from && l.starts_with(prefix))
+            .count()
+    }
+}
+
+fn ended(events: &[UaEvent]) -> Option<EndReason> {
+    events.iter().find_map(|e| match e {
+        UaEvent::Ended { reason, .. } => Some(reason.clone()),
+        _ => None,
+    })
+}
+
+fn has(events: &[UaEvent], f: impl Fn(&UaEvent) -> bool) -> bool {
+    events.iter().any(f)
+}
+
+#[test]
+fn call_answer_and_hang_up_rfc3261_13_and_15() {
+    let mut p = Pair::new();
+    let call = p.dial();
+    assert_eq!(p.sent("b", "SIP/2.0 100"), 1);
+    assert_eq!(p.sent("b", "SIP/2.0 180"), 1);
+    assert!(has(&p.a_events, |e| matches!(
+        e,
+        UaEvent::Progress { status: 180, .. }
+    )));
+    let incoming = p.incoming();
+    p.b.answer(incoming, media("127.0.0.2", 50000), p.now)
+        .unwrap();
+    p.settle();
+    let media_a = p.a_events.iter().find_map(|e| match e {
+        UaEvent::Media { media, .. } => Some(media.clone()),
+        _ => None,
+    });
+    let media_a = media_a.expect("A negotiated media");
+    assert_eq!(media_a.remote_rtp, Some(addr("127.0.0.2:50000")));
+    assert_eq!(media_a.codec, CodecKind::Pcmu);
+    assert!(has(&p.a_events, |e| matches!(e, UaEvent::Answered { .. })));
+    assert!(
+        has(&p.b_events, |e| matches!(e, UaEvent::Answered { .. })),
+        "B confirmed by the ACK"
+    );
+    assert_eq!(p.sent("a", "ACK "), 1);
+    // No 2xx retransmissions once the ACK arrived.
+    p.run_for(Duration::from_secs(10));
+    assert_eq!(p.sent("b", "SIP/2.0 200"), 1);
+    p.a.hangup(call, p.now).unwrap();
+    p.settle();
+    assert_eq!(ended(&p.a_events), Some(EndReason::LocalHangup));
+    assert_eq!(ended(&p.b_events), Some(EndReason::RemoteHangup));
+    assert_eq!(p.a.call_count() + p.b.call_count(), 0);
+}
+
+#[test]
+fn lost_ack_makes_the_callee_retransmit_the_2xx_and_the_caller_acks_each_rfc3261_13_3_1_4() {
+    let mut p = Pair::new();
+    let mut acks_dropped = 0;
+    p.drop = Box::new(move |from, text| {
+        if from == "a" && text.starts_with("ACK ") && acks_dropped < 2 {
+            acks_dropped += 1;
+            return true;
+        }
+        false
+    });
+    p.dial();
+    let incoming = p.incoming();
+    p.b.answer(incoming, media("127.0.0.2", 50000), p.now)
+        .unwrap();
+    p.settle();
+    assert!(!has(&p.b_events, |e| matches!(e, UaEvent::Answered { .. })));
+    p.run_for(Duration::from_secs(3));
+    // 200 at 0, 0.5 s, 1.5 s: the third ACK gets through.
+    assert_eq!(p.sent("b", "SIP/2.0 200"), 3);
+    assert_eq!(p.sent("a", "ACK "), 3, "one ACK per 2xx");
+    assert!(has(&p.b_events, |e| matches!(e, UaEvent::Answered { .. })));
+}
+
+#[test]
+fn no_ack_at_all_ends_the_call_with_bye_after_64_t1_rfc3261_13_3_1_4() {
+    let mut p = Pair::new();
+    p.drop = Box::new(|from, text| from == "a" && text.starts_with("ACK "));
+    p.dial();
+    let incoming = p.incoming();
+    p.b.answer(incoming, media("127.0.0.2", 50000), p.now)
+        .unwrap();
+    p.settle();
+    p.run_for(Duration::from_secs(40));
+    assert_eq!(ended(&p.b_events), Some(EndReason::NoAck));
+    assert!(p.sent("b", "BYE ") >= 1);
+    // T1 doubling to T2 over 32 s: 0, .5, 1.5, 3.5, 7.5, 11.5, ... 31.5.
+    assert_eq!(p.sent("b", "SIP/2.0 200 OK"), 11);
+}
+
+#[test]
+fn cancel_before_the_answer_gives_487_rfc3261_9() {
+    let mut p = Pair::new();
+    let call = p.dial();
+    p.a.hangup(call, p.now).unwrap();
+    p.settle();
+    assert_eq!(p.sent("a", "CANCEL "), 1);
+    assert_eq!(p.sent("b", "SIP/2.0 487"), 1);
+    assert_eq!(
+        p.sent("a", "ACK "),
+        1,
+        "the 487 is ACKed by the transaction"
+    );
+    assert_eq!(ended(&p.a_events), Some(EndReason::Cancelled));
+    assert_eq!(ended(&p.b_events), Some(EndReason::RemoteCancelled));
+}
+
+#[test]
+fn cancel_waits_for_a_provisional_response_rfc3261_9_1() {
+    let mut p = Pair::new();
+    // B's responses are lost at first: no provisional reaches A.
+    let mut dropped = 0;
+    p.drop = Box::new(move |from, text| {
+        if from == "b" && text.starts_with("SIP/2.0 1") && dropped < 2 {
+            dropped += 1;
+            return true;
+        }
+        false
+    });
+    let call =
+        p.a.dial(
+            "sip:bob@127.0.0.2:5062",
+            addr(B),
+            media("127.0.0.1", 40000),
+            p.now,
+        )
+        .unwrap();
+    // Hang up before anything is delivered.
+    p.a.hangup(call, p.now).unwrap();
+    p.settle();
+    assert_eq!(
+        p.sent("a", "CANCEL "),
+        0,
+        "no CANCEL before a provisional response"
+    );
+    // The INVITE retransmission brings the 100 again; then CANCEL goes.
+    p.run_for(Duration::from_secs(1));
+    assert_eq!(p.sent("a", "CANCEL "), 1);
+    assert_eq!(ended(&p.a_events), Some(EndReason::Cancelled));
+}
+
+#[test]
+fn rejected_call_reports_the_status() {
+    let mut p = Pair::new();
+    p.dial();
+    let incoming = p.incoming();
+    p.b.reject(incoming, 486, p.now).unwrap();
+    p.settle();
+    assert!(matches!(
+        ended(&p.a_events),
+        Some(EndReason::Rejected { status: 486, .. })
+    ));
+    assert_eq!(
+        ended(&p.b_events),
+        Some(EndReason::LocalReject { status: 486 })
+    );
+}
+
+#[test]
+fn callee_hangs_up_with_bye() {
+    let mut p = Pair::new();
+    p.dial();
+    let incoming = p.incoming();
+    p.b.answer(incoming, media("127.0.0.2", 50000), p.now)
+        .unwrap();
+    p.settle();
+    p.b.hangup(incoming, p.now).unwrap();
+    p.settle();
+    assert_eq!(ended(&p.a_events), Some(EndReason::RemoteHangup));
+    assert_eq!(ended(&p.b_events), Some(EndReason::LocalHangup));
+}
+
+#[test]
+fn unanswered_invite_times_out_after_64_t1_rfc3261_17_1_1_2() {
+    let mut p = Pair::new();
+    p.drop = Box::new(|from, _| from == "a");
+    p.dial();
+    p.run_for(Duration::from_secs(33));
+    assert_eq!(ended(&p.a_events), Some(EndReason::Timeout));
+    assert_eq!(
+        p.sent("a", "INVITE "),
+        7,
+        "initial INVITE plus 6 retransmissions"
+    );
+}
+
+fn request(text: &str) -> Vec<u8> {
+    text.replace('\n', "\r\n").into_bytes()
+}
+
+fn response_to(p: &mut Pair, data: Vec<u8>) -> String {
+    p.b.handle_datagram(&data, addr(A), addr(B).ip(), p.now);
+    let mut out = None;
+    while let Some(o) = p.b.poll_output() {
+        if let UaOutput::Transmit(t) = o {
+            out = Some(String::from_utf8(t.payload).unwrap());
+        }
+    }
+    out.expect("a response")
+}
+
+#[test]
+fn options_is_answered_with_allow_accept_and_supported_rfc3261_11_2() {
+    let mut p = Pair::new();
+    let resp = response_to(
+        &mut p,
+        request(
+            "OPTIONS sip:bob@127.0.0.2:5062 SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKo1;rport\nMax-Forwards: 70\nFrom: <sip:a@127.0.0.1>;tag=1\nTo: <sip:bob@127.0.0.2>\nCall-ID: opt1\nCSeq: 1 OPTIONS\nContent-Length: 0\n\n",
+        ),
+    );
+    assert!(resp.starts_with("SIP/2.0 200 OK\r\n"), "{resp}");
+    let msg = match parse_datagram(resp.as_bytes()).unwrap() {
+        SipMessage::Response(r) => r,
+        _ => panic!(),
+    };
+    assert!(msg.headers.get("Allow").unwrap().contains("INVITE"));
+    assert_eq!(msg.headers.get("Accept"), Some("application/sdp"));
+    assert!(msg.headers.get("Supported").is_some());
+    assert!(msg.headers.to_addr().unwrap().tag().is_some());
+}
+
+#[test]
+fn bye_outside_any_dialog_gets_481_rfc3261_15_1_2() {
+    let mut p = Pair::new();
+    let resp = response_to(
+        &mut p,
+        request(
+            "BYE sip:bob@127.0.0.2:5062 SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKb1\nMax-Forwards: 70\nFrom: <sip:a@127.0.0.1>;tag=1\nTo: <sip:bob@127.0.0.2>;tag=2\nCall-ID: nodialog\nCSeq: 2 BYE\nContent-Length: 0\n\n",
+        ),
+    );
+    assert!(resp.starts_with("SIP/2.0 481 "), "{resp}");
+}
+
+#[test]
+fn offer_with_nothing_in_common_gets_488_rfc3264_6() {
+    let mut p = Pair::new();
+    let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n";
+    let text = format!(
+        "INVITE sip:bob@127.0.0.2:5062 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKi1\r\nMax-Forwards: 70\r\nFrom: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:bob@127.0.0.2>\r\nCall-ID: g729\r\nCSeq: 1 INVITE\r\nContact: <sip:a@127.0.0.1:5060>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    );
+    p.b.handle_datagram(text.as_bytes(), addr(A), addr(B).ip(), p.now);
+    let mut statuses = Vec::new();
+    while let Some(o) = p.b.poll_output() {
+        if let UaOutput::Transmit(t) = o {
+            statuses.push(
+                String::from_utf8(t.payload)
+                    .unwrap()
+                    .lines()
+                    .next()
+                    .unwrap()
+                    .to_string(),
+            );
+        }
+    }
+    assert_eq!(statuses.last().unwrap(), "SIP/2.0 488 Not Acceptable Here");
+    assert_eq!(p.b.call_count(), 0);
+}
+
+#[test]
+fn retransmitted_2xx_after_the_transaction_ended_is_acked_again_bug12() {
+    let mut p = Pair::new();
+    p.dial();
+    let incoming = p.incoming();
+    p.b.answer(incoming, media("127.0.0.2", 50000), p.now)
+        .unwrap();
+    p.settle();
+    // Let A's INVITE transaction (Timer M) end, then replay B's 200.
+    p.run_for(Duration::from_secs(40));
+    let ok = p
+        .raw
+        .iter()
+        .rev()
+        .find(|(f, d)| {
+            f == "b"
+                && d.starts_with(b"SIP/2.0 200")
+                && String::from_utf8_lossy(d).contains("INVITE\r\n")
+        })
+        .map(|(_, d)| d.clone())
+        .expect("B sent a 2xx");
+    let before = p.sent("a", "ACK ");
+    p.a.handle_datagram(&ok, addr(B), addr(A).ip(), p.now);
+    p.settle();
+    assert_eq!(p.sent("a", "ACK "), before + 1);
+}
