@@ -259,12 +259,12 @@ impl LossyRelay {
             let mut buf = [0u8; 65535];
             while let Ok((n, from)) = sock.recv_from(&mut buf) {
                 let text = String::from_utf8_lossy(&buf[..n]);
-                if let Some(i) = drop_first.iter().position(|p| text.starts_with(p)) {
-                    if !done[i] {
-                        done[i] = true;
-                        d2.fetch_add(1, Ordering::SeqCst);
-                        continue;
-                    }
+                if let Some(i) = drop_first.iter().position(|p| text.starts_with(p))
+                    && !done[i]
+                {
+                    done[i] = true;
+                    d2.fetch_add(1, Ordering::SeqCst);
+                    continue;
                 }
                 let dest = if from == target {
                     match client {

@@ -81,13 +81,13 @@ impl ServerNonInvite {
     /// §17.2.2: a retransmitted request is absorbed in Trying and answered
     /// with the last response in Proceeding and Completed.
     pub fn handle_retransmission(&self, out: &mut Vec<Output>) {
-        if matches!(self.state, State::Proceeding | State::Completed) {
-            if let Some(w) = &self.last_response {
-                out.push(Output::Transmit(Transmit {
-                    dest: self.dest,
-                    payload: w.clone(),
-                }));
-            }
+        if matches!(self.state, State::Proceeding | State::Completed)
+            && let Some(w) = &self.last_response
+        {
+            out.push(Output::Transmit(Transmit {
+                dest: self.dest,
+                payload: w.clone(),
+            }));
         }
     }
 

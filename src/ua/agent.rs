@@ -657,22 +657,22 @@ impl UserAgent {
         let local_ip = self.datagram_local_ip;
         template.addr = local_ip;
         let mut neg = Negotiator::new(template.clone(), self.rng.random_range(1..1u64 << 40), 1);
-        if !req.body.is_empty() {
-            if let Err(e) = neg.receive_offer(&req.body) {
-                let status = sdp_error_status(&e);
-                let mut resp = make_response(&req, status, Some(&local_tag));
-                if status == 488 {
-                    resp.headers
-                        .push("Warning", "304 sipline \"Media type not available\"");
-                }
-                let _ = self.tx.send_response(&key, resp, now);
-                self.emit(UaEvent::Rejected {
-                    method: "INVITE".into(),
-                    status,
-                    detail: e.to_string(),
-                });
-                return;
+        if !req.body.is_empty()
+            && let Err(e) = neg.receive_offer(&req.body)
+        {
+            let status = sdp_error_status(&e);
+            let mut resp = make_response(&req, status, Some(&local_tag));
+            if status == 488 {
+                resp.headers
+                    .push("Warning", "304 sipline \"Media type not available\"");
             }
+            let _ = self.tx.send_response(&key, resp, now);
+            self.emit(UaEvent::Rejected {
+                method: "INVITE".into(),
+                status,
+                detail: e.to_string(),
+            });
+            return;
         }
         let dialog = match Dialog::from_uas(&req, &local_tag, self.rng.random_range(1..10_000)) {
             Ok(d) => d,
@@ -785,15 +785,14 @@ impl UserAgent {
         let c = self.calls.get_mut(&call).expect("found above");
         c.invite = req;
         c.invite_key = key;
-        if let Some(d) = c.dialog.as_mut() {
-            if let Ok(Some(na)) = c
+        if let Some(d) = c.dialog.as_mut()
+            && let Ok(Some(na)) = c
                 .invite
                 .headers
                 .name_addrs("Contact")
                 .map(|v| v.into_iter().next())
-            {
-                d.remote_target = na.uri;
-            }
+        {
+            d.remote_target = na.uri;
         }
         let _ = self.send_2xx(call, body.into_bytes(), now);
     }
@@ -877,10 +876,11 @@ impl UserAgent {
             return;
         }
         let mut media = None;
-        if c.neg.state() == crate::sdp::NegState::LocalOffer && !req.body.is_empty() {
-            if c.neg.receive_answer(&req.body).is_ok() {
-                media = c.neg.negotiate().ok();
-            }
+        if c.neg.state() == crate::sdp::NegState::LocalOffer
+            && !req.body.is_empty()
+            && c.neg.receive_answer(&req.body).is_ok()
+        {
+            media = c.neg.negotiate().ok();
         }
         let first_answer = c.state == CallState::Answering;
         c.state = CallState::Confirmed;
@@ -937,10 +937,11 @@ impl UserAgent {
             c.state = CallState::Early;
         }
         let mut media = None;
-        if !resp.body.is_empty() && c.neg.state() == crate::sdp::NegState::LocalOffer {
-            if c.neg.receive_answer(&resp.body).is_ok() {
-                media = c.neg.negotiate().ok();
-            }
+        if !resp.body.is_empty()
+            && c.neg.state() == crate::sdp::NegState::LocalOffer
+            && c.neg.receive_answer(&resp.body).is_ok()
+        {
+            media = c.neg.negotiate().ok();
         }
         let cancel = c.cancel_pending;
         if resp.status > 100 {

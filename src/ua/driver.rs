@@ -280,11 +280,10 @@ impl Driver {
                     None => break,
                 },
                 Some((call, data, from)) = self.rtp.1.recv() => {
-                    if let Some(m) = self.calls.get_mut(&call) {
-                        if let Some(s) = m.session.as_mut() {
+                    if let Some(m) = self.calls.get_mut(&call)
+                        && let Some(s) = m.session.as_mut() {
                             s.handle_datagram(&data, from, std::time::Instant::now());
                         }
-                    }
                 }
                 _ = sleep => self.ua.handle_timeout(std::time::Instant::now()),
                 _ = tick.tick(), if !self.calls.is_empty() => self.on_media_tick(),
@@ -425,14 +424,14 @@ impl Driver {
             }
             m.playback.clear();
             session.pull_playback_into(now, &mut m.playback);
-            if let Err(e) = m.io.sink.write_frame(&m.playback) {
-                if !m.sink_failed {
-                    m.sink_failed = true;
-                    let _ = self.events.send(PhoneEvent::SinkError {
-                        call: *call,
-                        detail: e.to_string(),
-                    });
-                }
+            if let Err(e) = m.io.sink.write_frame(&m.playback)
+                && !m.sink_failed
+            {
+                m.sink_failed = true;
+                let _ = self.events.send(PhoneEvent::SinkError {
+                    call: *call,
+                    detail: e.to_string(),
+                });
             }
         }
     }
@@ -552,9 +551,8 @@ async fn bind_even_port(ip: IpAddr) -> Result<UdpSocket, DriverError> {
             }
         }
     }
-    match last_err {
-        Some(e) => tracing::debug!("no even RTP port: {e}"),
-        None => {}
+    if let Some(e) = last_err {
+        tracing::debug!("no even RTP port: {e}")
     }
     UdpSocket::bind(SocketAddr::new(ip, 0))
         .await

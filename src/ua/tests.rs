@@ -41,6 +41,9 @@ fn ua(user: &str, sock: &str, seed: u64) -> UserAgent {
     UserAgent::new(cfg, media(&addr(sock).ip().to_string(), 0))
 }
 
+/// Decides whether a datagram (sender name, text) is lost.
+type DropRule = Box<dyn FnMut(&str, &str) -> bool>;
+
 /// The network between the two cores: `drop` decides which datagrams are lost.
 struct Pair {
     a: UserAgent,
@@ -52,7 +55,7 @@ struct Pair {
     wire: Vec<(String, String)>,
     /// The full datagrams, in order.
     raw: Vec<(String, Vec<u8>)>,
-    drop: Box<dyn FnMut(&str, &str) -> bool>,
+    drop: DropRule,
 }
 
 impl Pair {
