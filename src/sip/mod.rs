@@ -3,7 +3,8 @@
 //!
 //! [`parse::parse_datagram`] frames a datagram into a [`SipMessage`] whose
 //! headers are kept losslessly; typed values come from the accessors in
-//! [`access`] and the types in [`header`].
+//! [`access`] and the types in [`header`]. [`validate`] holds the UAS/UAC
+//! checks of RFC 3261 §8 and builds error responses.
 
 pub mod access;
 pub mod header;
@@ -13,6 +14,7 @@ pub mod method;
 pub mod params;
 pub mod parse;
 pub mod uri;
+pub mod validate;
 
 pub use header::{CSeq, NameAddr, Via};
 pub use headers::{Header, Headers};
@@ -21,3 +23,7 @@ pub use method::Method;
 pub use params::Params;
 pub use parse::{ParseError, parse_datagram};
 pub use uri::{Host, SipUri, Uri};
+pub use validate::{
+    ALLOWED_METHODS, Rejection, ResponseDefect, SUPPORTED, build_error_response, check_request,
+    check_response,
+};
