@@ -3,7 +3,8 @@
 //!
 //! [`parse::parse_datagram`] frames a datagram into a [`SipMessage`] whose
 //! headers are kept losslessly; typed values come from the accessors in
-//! [`access`] and the types in [`header`].
+//! [`access`] and the types in [`header`]. [`validate`] holds the UAS/UAC
+//! checks of RFC 3261 §8 and builds error responses.
 
 pub mod access;
 pub mod header;
@@ -22,3 +23,7 @@ pub use method::Method;
 pub use params::Params;
 pub use parse::{ParseError, parse_datagram};
 pub use uri::{Host, SipUri, Uri};
+pub use validate::{
+    ALLOWED_METHODS, Rejection, ResponseDefect, SUPPORTED, build_error_response, check_request,
+    check_response,
+};

@@ -2,13 +2,20 @@
 
 use std::fmt;
 
+use super::parse::is_token;
+
 /// An ordered list of parameters; names compare case-insensitively.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Params(pub Vec<(String, Option<String>)>);
 
 impl Params {
     /// Parses `;a=1;b;c="x;y"` (the text after the first `;`, or starting
-    /// with one). Empty parameters (`;;`) are reported as an error.
+    /// with one) as header parameters: `generic-param = token [ EQUAL
+    /// gen-value ]`, `gen-value = token / host / quoted-string` (RFC 3261
+    /// §25.1), with LWS allowed around `;` and `=`. Empty parameters (`;;`,
+    /// RFC 4475 §3.1.2.1), non-token names and values that are neither a
+    /// token, a host (IPv6 addresses bracketed or not, RFC 5118 §4.5) nor a
+    /// terminated quoted string are errors. Values are kept as written.
     pub fn parse(s: &str) -> Result<Params, ParamsError> {
         let mut out = Vec::new();
         let s = s.trim();
@@ -25,14 +32,21 @@ impl Params {
                 Some((n, v)) => {
                     let n = n.trim();
                     let v = v.trim();
-                    if n.is_empty() || v.is_empty() {
+                    if !is_token(n) || !is_gen_value(v) {
                         return Err(ParamsError::Malformed {
                             param: part.to_string(),
                         });
                     }
                     out.push((n.to_string(), Some(v.to_string())));
                 }
-                None => out.push((part.to_string(), None)),
+                None => {
+                    if !is_token(part) {
+                        return Err(ParamsError::Malformed {
+                            param: part.to_string(),
+                        });
+                    }
+                    out.push((part.to_string(), None))
+                }
             }
         }
         Ok(Params(out))
@@ -82,6 +96,35 @@ impl fmt::Display for Params {
         }
         Ok(())
     }
+}
+
+/// gen-value = token / host / quoted-string (RFC 3261 §25.1); `:` and
+/// brackets admit IPv6 hosts.
+fn is_gen_value(v: &str) -> bool {
+    if let Some(inner) = v.strip_prefix('"') {
+        return quoted_body_ends_at_end(inner);
+    }
+    !v.is_empty()
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~:[]".contains(&b))
+}
+
+/// Whether a quoted-string body (after the opening quote) ends with its
+/// closing quote exactly at the end of `s`.
+fn quoted_body_ends_at_end(s: &str) -> bool {
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                if chars.next().is_none() {
+                    return false;
+                }
+            }
+            '"' => return chars.next().is_none(),
+            _ => {}
+        }
+    }
+    false
 }
 
 /// Splits at `;` outside quoted strings.

@@ -52,6 +52,17 @@ impl ParseError {
             _ => None,
         }
     }
+
+    /// The partially parsed request, when the head was readable: the UA
+    /// answers it with 400 via
+    /// [`build_error_response`](super::validate::build_error_response)
+    /// and [`Rejection::bad_framing`](super::validate::Rejection::bad_framing).
+    pub fn head_request(&self) -> Option<&Request> {
+        match self.head() {
+            Some(SipMessage::Request(r)) => Some(r),
+            _ => None,
+        }
+    }
 }
 
 /// Parses one UDP datagram (RFC 3261 §18.3): the body is framed by

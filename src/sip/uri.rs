@@ -61,10 +61,14 @@ pub enum UriError {
 }
 
 impl Uri {
+    /// Parses a URI. SIP and SIPS URIs are checked against the grammar of
+    /// RFC 3261 §25.1; `tel` and other schemes are kept opaque (RFC 3261
+    /// §19.1.6, RFC 4475 §3.3.2) and only checked for whitespace, controls,
+    /// `<`, `>` and `"`.
     pub fn parse(s: &str) -> Result<Uri, UriError> {
         if s.is_empty()
             || s.bytes()
-                .any(|b| b <= b' ' || b == b'<' || b == b'>' || b == 0x7f)
+                .any(|b| b <= b' ' || b == b'<' || b == b'>' || b == b'"' || b >= 0x7f)
         {
             return Err(UriError::IllegalChar { uri: s.to_string() });
         }
@@ -99,31 +103,47 @@ impl Uri {
 }
 
 impl SipUri {
-    /// Parses what follows `sip:`.
+    /// Parses what follows `sip:` (RFC 3261 §25.1 SIP-URI):
+    /// `[userinfo "@"] hostport uri-parameters ["?" headers]`.
+    ///
+    /// `@` may appear nowhere but after the userinfo, so the first `@`
+    /// ends it; the user part may hold `;`, `?`, `,` and `/` (RFC 4475
+    /// §3.1.1.2, §3.1.1.9). URI parameters are %-unescaped once
+    /// (RFC 4475 §3.1.1.3: `v%61lue%25%34%31` is `value%41`).
     fn parse_rest(rest: &str, secure: bool) -> Result<SipUri, UriError> {
-        let (main, headers) = match rest.split_once('?') {
-            Some((m, h)) => (m, Some(h.to_string())),
-            None => (rest, None),
-        };
-        // userinfo ends at the last '@' (the user part may contain ';', RFC 4475 §3.1.1.9).
-        let (userinfo, hostpart) = match main.rfind('@') {
-            Some(i) => (Some(&main[..i]), &main[i + 1..]),
-            None => (None, main),
+        let (userinfo, after_user) = match rest.find('@') {
+            Some(i) => (Some(&rest[..i]), &rest[i + 1..]),
+            None => (None, rest),
         };
         let (user, password) = match userinfo {
             Some(ui) => {
                 let (u, p) = match ui.split_once(':') {
-                    Some((u, p)) => (u, Some(p.to_string())),
+                    Some((u, p)) => (u, Some(p)),
                     None => (ui, None),
                 };
-                check_escapes(u)?;
-                (Some(u.to_string()), p)
+                if u.is_empty() {
+                    return Err(UriError::IllegalChar {
+                        uri: rest.to_string(),
+                    });
+                }
+                check_chars(u, is_user_char)?;
+                if let Some(p) = p {
+                    check_chars(p, is_password_char)?;
+                }
+                (Some(u.to_string()), p.map(str::to_string))
             }
             None => (None, None),
         };
-        let (hostport, params) = match hostpart.find(';') {
-            Some(i) => (&hostpart[..i], Params::parse(&hostpart[i..])?),
-            None => (hostpart, Params::default()),
+        let (main, headers) = match after_user.split_once('?') {
+            Some((m, h)) => {
+                check_chars(h, |b| is_hnv_char(b) || b == b'&' || b == b'=')?;
+                (m, Some(h.to_string()))
+            }
+            None => (after_user, None),
+        };
+        let (hostport, params) = match main.find(';') {
+            Some(i) => (&main[..i], parse_uri_params(&main[i + 1..])?),
+            None => (main, Params::default()),
         };
         let (host, port) = parse_hostport(hostport)?;
         Ok(SipUri {
@@ -138,9 +158,24 @@ impl SipUri {
     }
 
     /// The user part with %-escapes decoded (RFC 3261 §19.1.2). Invalid
-    /// UTF-8 is replaced.
+    /// UTF-8 is replaced; escaped NULs are kept (RFC 4475 §3.1.1.4).
     pub fn user_unescaped(&self) -> Option<String> {
         self.user.as_deref().map(unescape)
+    }
+
+    /// The `?` headers as (name, value) pairs, %-unescaped (RFC 3261
+    /// §19.1.1). Empty when there are none.
+    pub fn header_pairs(&self) -> Vec<(String, String)> {
+        let Some(h) = self.headers.as_deref() else {
+            return Vec::new();
+        };
+        h.split('&')
+            .filter(|p| !p.is_empty())
+            .map(|p| match p.split_once('=') {
+                Some((n, v)) => (unescape(n), unescape(v)),
+                None => (unescape(p), String::new()),
+            })
+            .collect()
     }
 
     /// A plain `sip:user@host:port` URI.
@@ -203,10 +238,10 @@ fn parse_ipv6(addr: &str) -> Result<Ipv6Addr, UriError> {
     if let Ok(a) = addr.parse() {
         return Ok(a);
     }
-    if addr.contains(":::") {
-        if let Ok(a) = addr.replacen(":::", "::", 1).parse() {
-            return Ok(a);
-        }
+    if addr.contains(":::")
+        && let Ok(a) = addr.replacen(":::", "::", 1).parse()
+    {
+        return Ok(a);
     }
     Err(UriError::BadHost {
         host: addr.to_string(),
@@ -233,28 +268,93 @@ fn parse_host(h: &str) -> Result<Host, UriError> {
     Ok(Host::Name(h.to_ascii_lowercase()))
 }
 
-/// Checks that every `%` starts a valid escape (RFC 3261 §25.1 escaped).
-fn check_escapes(s: &str) -> Result<(), UriError> {
+/// Checks that `s` holds only characters allowed by `allowed` or valid
+/// `%HH` escapes (RFC 3261 §25.1 escaped).
+fn check_chars(s: &str, allowed: impl Fn(u8) -> bool) -> Result<(), UriError> {
     let b = s.as_bytes();
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' {
-            if i + 2 >= b.len() {
-                return Err(UriError::BadEscape {
-                    part: s.to_string(),
-                });
-            }
-            if !(b[i + 1].is_ascii_hexdigit() && b[i + 2].is_ascii_hexdigit()) {
+            if i + 2 >= b.len() || !(b[i + 1].is_ascii_hexdigit() && b[i + 2].is_ascii_hexdigit()) {
                 return Err(UriError::BadEscape {
                     part: s.to_string(),
                 });
             }
             i += 3;
-        } else {
+        } else if allowed(b[i]) {
             i += 1;
+        } else {
+            return Err(UriError::IllegalChar { uri: s.to_string() });
         }
     }
     Ok(())
+}
+
+/// unreserved = alphanum / mark (RFC 3261 §25.1).
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&b)
+}
+
+/// user = 1*( unreserved / escaped / user-unreserved ).
+fn is_user_char(b: u8) -> bool {
+    is_unreserved(b) || b"&=+$,;?/".contains(&b)
+}
+
+/// password = *( unreserved / escaped / "&" / "=" / "+" / "$" / "," ).
+fn is_password_char(b: u8) -> bool {
+    is_unreserved(b) || b"&=+$,".contains(&b)
+}
+
+/// paramchar = param-unreserved / unreserved / escaped.
+fn is_param_char(b: u8) -> bool {
+    is_unreserved(b) || b"[]/:&+$".contains(&b)
+}
+
+/// hname / hvalue characters: hnv-unreserved / unreserved / escaped.
+fn is_hnv_char(b: u8) -> bool {
+    is_unreserved(b) || b"[]/?:+$".contains(&b)
+}
+
+/// uri-parameters (the text after the first `;`): each `pname[=pvalue]`
+/// is checked and %-unescaped once (RFC 3261 §19.1.2, §25.1).
+fn parse_uri_params(s: &str) -> Result<Params, UriError> {
+    let mut out = Vec::new();
+    for part in s.split(';') {
+        if part.is_empty() {
+            return Err(UriError::Params(ParamsError::Empty));
+        }
+        let (name, value) = match part.split_once('=') {
+            Some((n, v)) => (n, Some(v)),
+            None => (part, None),
+        };
+        let malformed = || {
+            UriError::Params(ParamsError::Malformed {
+                param: part.to_string(),
+            })
+        };
+        if name.is_empty() || value.is_some_and(str::is_empty) {
+            return Err(malformed());
+        }
+        check_chars(name, is_param_char)?;
+        if let Some(v) = value {
+            check_chars(v, is_param_char)?;
+        }
+        out.push((unescape(name), value.map(unescape)));
+    }
+    Ok(Params(out))
+}
+
+/// %-escapes every byte that `allowed` refuses (and `%` itself).
+fn escape(s: &str, allowed: impl Fn(u8) -> bool) -> String {
+    let mut out = String::with_capacity(s.len());
+    for &b in s.as_bytes() {
+        if b != b'%' && allowed(b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Decodes `%HH` escapes; other text is kept.
@@ -263,12 +363,13 @@ pub fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
-                out.push(h * 16 + l);
-                i += 3;
-                continue;
-            }
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
+        {
+            out.push(h * 16 + l);
+            i += 3;
+            continue;
         }
         out.push(b[i]);
         i += 1;
@@ -322,7 +423,12 @@ impl fmt::Display for SipUri {
         if let Some(p) = self.port {
             write!(f, ":{p}")?;
         }
-        write!(f, "{}", self.params)?;
+        for (n, v) in &self.params.0 {
+            write!(f, ";{}", escape(n, is_param_char))?;
+            if let Some(v) = v {
+                write!(f, "={}", escape(v, is_param_char))?;
+            }
+        }
         if let Some(h) = &self.headers {
             write!(f, "?{h}")?;
         }

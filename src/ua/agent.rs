@@ -18,10 +18,11 @@ use super::call::{Call, CallDirection, CallHandle, CallState, Retransmit};
 use crate::dialog::Dialog;
 use crate::sdp::{LocalMedia, NegotiatedMedia, Negotiator, SdpError};
 use crate::sip::validate::{
-    ALLOWED_METHODS, Rejection, build_error_response, check_request, check_response,
+    Rejection, allow_header_value, build_error_response, check_request, check_response,
 };
 use crate::sip::{
-    Host, Method, NameAddr, Request, Response, SipMessage, SipUri, Uri, Via, parse_datagram,
+    Host, Method, NameAddr, ParseError, Request, Response, SipMessage, SipUri, Uri, Via,
+    parse_datagram,
 };
 use crate::transaction::{
     Output, TimerConfig, TransactionKey, TransactionLayer, TxEvent, make_response,
@@ -209,7 +210,7 @@ impl UserAgent {
 
     fn add_common_headers(&self, headers: &mut crate::sip::Headers, local_ip: IpAddr) {
         headers.push("Contact", self.contact(local_ip));
-        headers.push("Allow", ALLOWED_METHODS.join(", "));
+        headers.push("Allow", allow_header_value());
         headers.push("User-Agent", self.cfg.user_agent.clone());
     }
 
@@ -501,14 +502,14 @@ impl UserAgent {
             Err(e) => {
                 tracing::debug!("unparseable datagram from {source}: {e}");
                 // RFC 3261 §18.3: a request whose body cannot be framed gets 400.
-                if let Some(SipMessage::Request(head)) = e.head() {
-                    let rejection = Rejection {
-                        status: 400,
-                        reason: "Bad Request",
-                        headers: Vec::new(),
-                        detail: e.to_string(),
-                    };
-                    self.reject_stateless(head, &rejection, source);
+                if let ParseError::BadBody {
+                    reason,
+                    head: head_msg,
+                } = &e
+                {
+                    if let SipMessage::Request(head) = head_msg.as_ref() {
+                        self.reject_stateless(head, &Rejection::bad_framing(reason), source);
+                    }
                 }
             }
         }
@@ -677,12 +678,7 @@ impl UserAgent {
         let dialog = match Dialog::from_uas(&req, &local_tag, self.rng.random_range(1..10_000)) {
             Ok(d) => d,
             Err(e) => {
-                let rejection = Rejection {
-                    status: 400,
-                    reason: "Bad Request",
-                    headers: Vec::new(),
-                    detail: e.to_string(),
-                };
+                let rejection = Rejection::new(400, e.to_string());
                 let resp = build_error_response(&req, &rejection, &local_tag);
                 let _ = self.tx.send_response(&key, resp, now);
                 return;
@@ -849,7 +845,7 @@ impl UserAgent {
         let local_ip = self.datagram_local_ip;
         let _ = source;
         resp.headers.push("Contact", self.contact(local_ip));
-        resp.headers.push("Allow", ALLOWED_METHODS.join(", "));
+        resp.headers.push("Allow", allow_header_value());
         resp.headers.push("Accept", "application/sdp");
         resp.headers.push("Accept-Encoding", "identity");
         resp.headers.push("Accept-Language", "en");

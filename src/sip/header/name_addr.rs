@@ -143,13 +143,25 @@ fn parse_quoted(s: &str) -> Option<(String, &str)> {
     None
 }
 
+/// Writes a display name as a quoted-string: `"`, `\\` and control
+/// characters other than HTAB become quoted-pairs (RFC 3261 §25.1
+/// quoted-pair admits %x00-09 / %x0B-0C / %x0E-7F); CR and LF, which no
+/// quoted-pair can carry, become spaces.
 fn quote(display: &str) -> String {
     let mut out = String::from("\"");
     for c in display.chars() {
-        if c == '"' || c == '\\' {
-            out.push('\\');
+        match c {
+            '\r' | '\n' => out.push(' '),
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_ascii_control() && c != '\t' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
         }
-        out.push(c);
     }
     out.push('"');
     out

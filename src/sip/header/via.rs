@@ -2,7 +2,10 @@
 
 use std::fmt;
 
+use std::net::IpAddr;
+
 use crate::sip::params::{Params, ParamsError};
+use crate::sip::parse::is_token;
 use crate::sip::uri::{Host, UriError, parse_hostport};
 
 /// The magic cookie that starts RFC 3261 branches (§8.1.1.7).
@@ -46,7 +49,7 @@ impl Via {
         let split = rest.find([' ', '\t']).ok_or_else(bad)?;
         let transport = &rest[..split];
         let sent_by_and_params = rest[split..].trim_start();
-        if name.is_empty() || version.is_empty() || transport.is_empty() {
+        if !is_token(name) || !is_token(version) || !is_token(transport) {
             return Err(bad());
         }
         let (sent_by, params) = match sent_by_and_params.find(';') {
@@ -92,6 +95,17 @@ impl Via {
 
     pub fn received(&self) -> Option<&str> {
         self.params.value("received")
+    }
+
+    /// The `received` address, with or without the brackets that some
+    /// senders put around IPv6 (RFC 5118 §4.5 asks receivers to accept both).
+    pub fn received_ip(&self) -> Option<IpAddr> {
+        let r = self.received()?;
+        let r = r
+            .strip_prefix('[')
+            .and_then(|x| x.strip_suffix(']'))
+            .unwrap_or(r);
+        r.parse().ok()
     }
 
     /// The `rport` value: `Some(None)` when present without a value.
