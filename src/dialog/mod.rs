@@ -93,7 +93,9 @@ impl Dialog {
             remote_uri: without_tag(&from),
             local_seq,
             remote_seq: Some(invite.headers.cseq()?.seq),
-            remote_target: contact_uri(&invite.headers)?,
+            // An RFC 2543 INVITE may lack Contact: use the From URI then
+            // (RFC 4475 §3.4.1 asks us to accept such requests).
+            remote_target: contact_uri(&invite.headers).unwrap_or_else(|_| from.uri.clone()),
             route_set: invite
                 .headers
                 .list("Record-Route")

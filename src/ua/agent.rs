@@ -851,6 +851,7 @@ impl UserAgent {
         resp.headers.push("Accept-Language", "en");
         resp.headers.push("Supported", "");
         resp.headers.push("User-Agent", self.cfg.user_agent.clone());
+        resp.set_body("", Vec::new());
         let _ = self.tx.send_response(&key, resp, now);
     }
 
