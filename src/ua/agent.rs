@@ -506,10 +506,9 @@ impl UserAgent {
                     reason,
                     head: head_msg,
                 } = &e
+                    && let SipMessage::Request(head) = head_msg.as_ref()
                 {
-                    if let SipMessage::Request(head) = head_msg.as_ref() {
-                        self.reject_stateless(head, &Rejection::bad_framing(reason), source);
-                    }
+                    self.reject_stateless(head, &Rejection::bad_framing(reason), source);
                 }
             }
         }
