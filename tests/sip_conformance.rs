@@ -1298,9 +1298,9 @@ fn exercise(d: &[u8]) {
 
 fn exercise_headers(h: &sipline::sip::Headers) {
     let _ = h.vias().map(|v| {
-        v.iter()
-            .map(|v| (v.to_string(), v.received_ip(), v.rport()))
-            .count()
+        v.iter().for_each(|v| {
+            let _ = (v.to_string(), v.received_ip(), v.rport());
+        })
     });
     let _ = h.top_via();
     let _ = h.cseq().map(|c| c.to_string());
@@ -1309,13 +1309,12 @@ fn exercise_headers(h: &sipline::sip::Headers) {
     let _ = h.to_addr().map(|n| n.to_string());
     for name in ["Contact", "Route", "Record-Route"] {
         let _ = h.name_addrs(name).map(|v| {
-            v.iter()
-                .map(|n| {
-                    n.uri
-                        .as_sip()
-                        .map(|s| (s.user_unescaped(), s.header_pairs()))
-                })
-                .count()
+            v.iter().for_each(|n| {
+                let _ = n
+                    .uri
+                    .as_sip()
+                    .map(|s| (s.user_unescaped(), s.header_pairs()));
+            })
         });
     }
     let _ = h.max_forwards();
