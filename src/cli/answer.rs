@@ -135,6 +135,6 @@ pub async fn run(args: AnswerArgs, emit: Emitter) -> Exit {
             }
         }
     }
-    phone.stop();
+    phone.shutdown().await;
     exit
 }

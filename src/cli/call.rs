@@ -139,6 +139,6 @@ pub async fn run(args: CallArgs, emit: Emitter) -> Exit {
             }
         }
     };
-    phone.stop();
+    phone.shutdown().await;
     exit
 }

@@ -270,8 +270,8 @@ pub async fn run(args: LoopbackArgs, emit: Emitter) -> Exit {
             }
         }
     }
-    caller.stop();
-    callee.stop();
+    caller.shutdown().await;
+    callee.shutdown().await;
     let Some(setup) = setup else {
         let why = caller_end
             .as_ref()

@@ -64,6 +64,8 @@ enum Command {
     Hangup {
         call: CallHandle,
     },
+    /// Finish the current work and end the task.
+    Shutdown,
 }
 
 /// What the phone reports.
@@ -145,6 +147,7 @@ impl Phone {
             calls: HashMap::new(),
             rtp: mpsc::unbounded_channel(),
             rng: StdRng::seed_from_u64(ua_cfg.seed ^ 0x5eed),
+            route_cache: HashMap::new(),
         };
         let task = tokio::spawn(driver.run());
         Ok((
@@ -190,9 +193,17 @@ impl Phone {
         let _ = self.commands.send(Command::Hangup { call });
     }
 
-    /// Stops the phone task (calls should have ended first).
-    pub fn stop(self) {
-        self.task.abort();
+    /// Stops the phone task once everything queued so far has been sent
+    /// (calls should have ended first).
+    pub async fn shutdown(self) {
+        let _ = self.commands.send(Command::Shutdown);
+        let mut task = self.task;
+        if tokio::time::timeout(Duration::from_secs(2), &mut task)
+            .await
+            .is_err()
+        {
+            task.abort();
+        }
     }
 }
 
@@ -252,6 +263,8 @@ struct Driver {
     calls: HashMap<CallHandle, CallMedia>,
     rtp: RtpChannel,
     rng: StdRng,
+    /// Local address used towards each peer address (wildcard binds).
+    route_cache: HashMap<IpAddr, IpAddr>,
 }
 
 impl Driver {
@@ -270,14 +283,14 @@ impl Driver {
             tokio::select! {
                 r = self.sip.recv(&mut buf) => match r {
                     Ok((n, from)) => {
-                        let local_ip = advertised_ip(self.sip.local_addr().ip(), Some(from));
+                        let local_ip = self.local_ip_towards(from);
                         self.ua.handle_datagram(&buf[..n], from, local_ip, std::time::Instant::now());
                     }
                     Err(e) => tracing::debug!("SIP socket: {e}"),
                 },
                 cmd = self.commands.recv() => match cmd {
+                    Some(Command::Shutdown) | None => break,
                     Some(cmd) => self.on_command(cmd).await,
-                    None => break,
                 },
                 Some((call, data, from)) = self.rtp.1.recv() => {
                     if let Some(m) = self.calls.get_mut(&call)
@@ -291,6 +304,21 @@ impl Driver {
             self.drain().await;
             self.send_media().await;
         }
+    }
+
+    /// Our address as `peer` sees it, cached per peer address.
+    fn local_ip_towards(&mut self, peer: SocketAddr) -> IpAddr {
+        let bound = self.sip.local_addr().ip();
+        if !bound.is_unspecified() {
+            return canonical_ip(bound);
+        }
+        if self.route_cache.len() > 1024 {
+            self.route_cache.clear();
+        }
+        *self
+            .route_cache
+            .entry(peer.ip())
+            .or_insert_with(|| advertised_ip(bound, Some(peer)))
     }
 
     async fn on_command(&mut self, cmd: Command) {
@@ -314,6 +342,7 @@ impl Driver {
                     tracing::warn!("hangup: {e}");
                 }
             }
+            Command::Shutdown => {}
         }
     }
 
