@@ -453,3 +453,107 @@ fn retransmitted_2xx_after_the_transaction_ended_is_acked_again_bug12() {
     p.settle();
     assert_eq!(p.sent("a", "ACK "), before + 1);
 }
+
+/// The INVITE A sent, parsed.
+fn sent_invite(p: &Pair) -> crate::sip::Request {
+    let data = p
+        .raw
+        .iter()
+        .find(|(f, d)| f == "a" && d.starts_with(b"INVITE "))
+        .map(|(_, d)| d.clone())
+        .expect("A sent an INVITE");
+    match parse_datagram(&data).unwrap() {
+        SipMessage::Request(r) => r,
+        _ => unreachable!("an INVITE"),
+    }
+}
+
+/// A response to A's INVITE from "B" with To tag `tag` and an optional body.
+fn invite_response(
+    invite: &crate::sip::Request,
+    status: u16,
+    tag: &str,
+    sdp: Option<String>,
+) -> Vec<u8> {
+    let mut r = crate::transaction::make_response(invite, status, Some(tag));
+    r.headers.push("Contact", "<sip:bob@127.0.0.2:5062>");
+    match sdp {
+        Some(s) => r.set_body("application/sdp", s.into_bytes()),
+        None => r.set_body("", Vec::new()),
+    }
+    r.to_bytes()
+}
+
+fn answer_sdp(invite: &crate::sip::Request, port: u16) -> String {
+    crate::sdp::create_answer(&invite.body, &media("127.0.0.2", port), 7, 1)
+        .unwrap()
+        .0
+}
+
+#[test]
+fn sdp_in_180_is_the_answer_and_a_200_without_sdp_keeps_it_bug11() {
+    let mut p = Pair::new();
+    // B is simulated by hand: drop what A sends to the real B core.
+    p.drop = Box::new(|from, _| from == "a");
+    p.dial();
+    let invite = sent_invite(&p);
+    let ringing = invite_response(&invite, 180, "b11", Some(answer_sdp(&invite, 40400)));
+    p.a.handle_datagram(&ringing, addr(B), addr(A).ip(), p.now);
+    p.settle();
+    let early: Vec<_> = p
+        .a_events
+        .iter()
+        .filter_map(|e| match e {
+            UaEvent::Media { media, .. } => Some(media.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(early.len(), 1, "early media from the 180");
+    assert_eq!(early[0].remote_rtp, Some(addr("127.0.0.2:40400")));
+    let ok = invite_response(&invite, 200, "b11", None);
+    p.a.handle_datagram(&ok, addr(B), addr(A).ip(), p.now);
+    p.settle();
+    assert!(has(&p.a_events, |e| matches!(e, UaEvent::Answered { .. })));
+    let medias = p
+        .a_events
+        .iter()
+        .filter(|e| matches!(e, UaEvent::Media { .. }))
+        .count();
+    assert_eq!(
+        medias, 1,
+        "the 200 without SDP keeps the negotiated session"
+    );
+    assert_eq!(ended(&p.a_events), None);
+}
+
+#[test]
+fn a_second_2xx_from_another_fork_is_acked_and_hung_up_rfc3261_13_2_2_4() {
+    let mut p = Pair::new();
+    p.drop = Box::new(|from, _| from == "a");
+    let call = p.dial();
+    let invite = sent_invite(&p);
+    let ok1 = invite_response(&invite, 200, "fork1", Some(answer_sdp(&invite, 40500)));
+    let ok2 = invite_response(&invite, 200, "fork2", Some(answer_sdp(&invite, 40600)));
+    p.a.handle_datagram(&ok1, addr(B), addr(A).ip(), p.now);
+    p.settle();
+    p.a.handle_datagram(&ok2, addr(B), addr(A).ip(), p.now);
+    p.settle();
+    let acks = p
+        .raw
+        .iter()
+        .filter(|(f, d)| f == "a" && d.starts_with(b"ACK "))
+        .count();
+    let byes: Vec<String> = p
+        .raw
+        .iter()
+        .filter(|(f, d)| f == "a" && d.starts_with(b"BYE "))
+        .map(|(_, d)| String::from_utf8_lossy(d).to_string())
+        .collect();
+    assert_eq!(acks, 2, "each fork's 2xx is ACKed");
+    assert_eq!(byes.len(), 1);
+    assert!(
+        byes[0].contains("tag=fork2"),
+        "the BYE ends the second fork only"
+    );
+    assert_eq!(p.a.call_state(call), Some(CallState::Confirmed));
+}
