@@ -272,6 +272,7 @@ impl Driver {
         let mut buf = vec![0u8; MAX_DATAGRAM];
         let mut tick = tokio::time::interval(Duration::from_millis(20));
         tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
+        let mut idle = true;
         loop {
             let deadline = self.ua.next_timeout().map(TokioInstant::from_std);
             let sleep = async {
@@ -303,6 +304,14 @@ impl Driver {
             }
             self.drain().await;
             self.send_media().await;
+            // The tick is disabled while there are no calls; restart it so
+            // that a new call does not get a burst of missed ticks.
+            if self.calls.is_empty() {
+                idle = true;
+            } else if idle {
+                idle = false;
+                tick.reset();
+            }
         }
     }
 
