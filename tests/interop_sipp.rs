@@ -358,3 +358,30 @@ fn caller_cancel_before_answer_gets_200_and_487_and_ends_remote_cancelled() {
     );
     assert_eq!(terminated.first(), ringing.first(), "487 To tag\n{log}");
 }
+
+/// Not SIPp, but the same two-process set-up: an answerer that sat idle
+/// before the call must send RTP at the packet rate (50/s for 20 ms frames),
+/// not a burst of the media ticks it missed while idle.
+#[test]
+fn answerer_idle_before_the_call_sends_rtp_in_real_time_without_a_burst() {
+    let (mut answer, port) = Sipline::answer(&["--count", "1", "--null-audio"]);
+    std::thread::sleep(Duration::from_secs(2));
+    let uri = format!("sip:sipline@127.0.0.1:{port}");
+    let mut call = sipline_call(&uri, &["--duration", "1"]);
+    let (code, events) = call.wait_exit(LIMIT);
+    assert_eq!(code, 0, "{events:#?}\n{}", call.stderr());
+    let (code, answer_events) = answer.wait_exit(LIMIT);
+    assert_eq!(code, 0, "{answer_events:#?}\n{}", answer.stderr());
+
+    let ended = events_named(&answer_events, "ended");
+    assert_eq!(ended.len(), 1, "{answer_events:#?}");
+    let sent = ended[0]["media"]["packets_sent"].as_u64().unwrap_or(0);
+    let secs = ended[0]["duration_s"].as_f64().unwrap_or(0.0);
+    // 50 packets per second of call, with room for scheduling jitter and
+    // the frames between the 200 OK and the ACK.
+    let most = (secs * 50.0).ceil() as u64 + 10;
+    assert!(
+        (25..=most).contains(&sent),
+        "answerer sent {sent} RTP packets in a {secs:.2} s call (at most {most} expected)"
+    );
+}
