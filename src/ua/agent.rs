@@ -793,7 +793,8 @@ impl UserAgent {
     }
 
     /// §9.2: CANCEL of a pending INVITE: 200 to the CANCEL, 487 to the
-    /// INVITE. Without a matching INVITE transaction: 481.
+    /// INVITE. Without a matching INVITE transaction: 481. The 200 carries
+    /// the To tag of the INVITE's responses (§9.2: they SHOULD match).
     fn on_cancel(&mut self, key: TransactionKey, req: Request, now: Instant) {
         let invite_key = TransactionKey {
             method: Method::Invite,
@@ -807,7 +808,14 @@ impl UserAgent {
         let Some(call) = call else {
             return self.respond(&key, &req, 481, now);
         };
-        self.respond(&key, &req, 200, now);
+        let local_tag = self
+            .calls
+            .get(&call)
+            .expect("found above")
+            .local_tag
+            .clone();
+        let resp = make_response(&req, 200, Some(&local_tag));
+        let _ = self.tx.send_response(&key, resp, now);
         if self.tx.invite_pending(&invite_key) {
             let c = self.calls.get(&call).expect("found above");
             let resp = make_response(&c.invite, 487, Some(&c.local_tag));
