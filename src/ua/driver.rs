@@ -274,12 +274,6 @@ impl Driver {
         tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
         let mut idle = true;
         loop {
-            // The tick is only polled during calls: without this, the first
-            // call after an idle spell would get every missed tick at once
-            // (a burst of frames read and RTP packets sent).
-            if self.calls.is_empty() {
-                tick.reset();
-            }
             let deadline = self.ua.next_timeout().map(TokioInstant::from_std);
             let sleep = async {
                 match deadline {
