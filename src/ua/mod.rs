@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod call;
 pub mod driver;
+pub mod registration;
 
 pub use agent::{EndReason, UaConfig, UaError, UaEvent, UaOutput, UserAgent};
 pub use call::{CallDirection, CallHandle, CallState};
