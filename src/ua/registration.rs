@@ -282,10 +282,8 @@ impl Registration {
     /// Expires header, which wins over what we asked for (bug 05: other
     /// devices' bindings are ignored).
     fn granted_expiry(&self, resp: &Response, bindings: &[Binding]) -> u32 {
-        if let Some(b) = bindings.iter().find(|b| b.ours) {
-            if let Some(e) = b.expires {
-                return e;
-            }
+        if let Some(e) = bindings.iter().find(|b| b.ours).and_then(|b| b.expires) {
+            return e;
         }
         resp.headers
             .get("Expires")
