@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod call;
+pub mod digest;
 pub mod driver;
 
 pub use agent::{EndReason, UaConfig, UaError, UaEvent, UaOutput, UserAgent};
