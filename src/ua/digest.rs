@@ -53,7 +53,7 @@ pub enum DigestError {
     NonceCountExhausted { realm: String },
 }
 
-/// The digest algorithms we support (RFC 7616 §3.3, §6.1; RFC 8760 §2.2).
+/// The digest algorithms we support (RFC 7616 §3.3, §6.1; RFC 8760 §2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Algorithm {
     Md5,
@@ -102,8 +102,8 @@ impl Algorithm {
         )
     }
 
-    /// Our preference: SHA-512-256 > SHA-256 > MD5 (RFC 7616 §3.7 ranks
-    /// MD5 lowest and keeps it for backward compatibility only).
+    /// Our preference: SHA-512-256 > SHA-256 > MD5 (RFC 7616 and RFC 8760
+    /// keep MD5 for backward compatibility only).
     pub fn strength(self) -> u8 {
         match self {
             Algorithm::Md5 | Algorithm::Md5Sess => 1,
@@ -499,10 +499,10 @@ impl DigestClient {
         ))
     }
 
-    /// Decides whether to answer a new challenge (RFC 3261 §22.2: a UAC
-    /// that gets a challenge again for credentials it sent "SHOULD NOT
-    /// re-attempt" with them; RFC 7616 §3.3: `stale=true` means retry with
-    /// the new nonce without asking the user).
+    /// Decides whether to answer a new challenge: credentials the server
+    /// just rejected are not sent again (RFC 3261 §22), except that
+    /// `stale=true` means the answer was right but the nonce expired, so we
+    /// answer the new nonce without asking the user (RFC 7616 §3.3).
     pub fn should_retry(&mut self, challenge: &Challenge, creds: &Credentials) -> RetryDecision {
         if !creds.matches_realm(&challenge.realm) {
             return RetryDecision::GiveUp;
@@ -880,7 +880,7 @@ fn scan_params(sc: &mut Scanner<'_>, params: &mut Vec<RawParam>) -> Result<(), D
 // Masking for logs and traces.
 
 /// Parameters whose values never reach a log: the response hash allows an
-/// offline guess of the password (RFC 7616 §5.2), so it is replaced. Nonce,
+/// offline guess of the password (RFC 7616 §5), so it is replaced. Nonce,
 /// cnonce and nc stay visible because they are what one debugs.
 const MASKED_PARAMS: &[&str] = &["response"];
 
