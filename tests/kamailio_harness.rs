@@ -109,10 +109,18 @@ impl Client {
 
     /// Challenge, answer: the full two-step REGISTER; returns the final
     /// response to the second request.
-    fn register_with_password(&self, k: &Kamailio, user: &str, pw: &str, contact: &str, expires: Option<u32>) -> String {
+    fn register_with_password(
+        &self,
+        k: &Kamailio,
+        user: &str,
+        pw: &str,
+        contact: &str,
+        expires: Option<u32>,
+    ) -> String {
         let first = self.register(k, user, 1, contact, expires, None);
         assert_eq!(status(&first), 401, "{first}");
-        let ch = parse_challenge(header(&first, "WWW-Authenticate").expect("401 has WWW-Authenticate"));
+        let ch =
+            parse_challenge(header(&first, "WWW-Authenticate").expect("401 has WWW-Authenticate"));
         self.register(k, user, 2, contact, expires, Some((&ch, user, pw)))
     }
 }
@@ -184,9 +192,16 @@ fn authorization(ch: &Challenge, user: &str, pw: &str, method: &str, uri: &str) 
         "Digest username=\"{user}\", realm=\"{}\", nonce=\"{}\", uri=\"{uri}\", algorithm={alg}",
         ch.realm, ch.nonce
     );
-    let response = if ch.qop.as_deref().is_some_and(|q| q.split(',').any(|t| t.trim() == "auth")) {
+    let response = if ch
+        .qop
+        .as_deref()
+        .is_some_and(|q| q.split(',').any(|t| t.trim() == "auth"))
+    {
         v.push_str(&format!(", qop=auth, nc={nc}, cnonce=\"{cnonce}\""));
-        hash(&alg, &format!("{ha1}:{}:{nc}:{cnonce}:auth:{ha2}", ch.nonce))
+        hash(
+            &alg,
+            &format!("{ha1}:{}:{nc}:{cnonce}:auth:{ha2}", ch.nonce),
+        )
     } else {
         hash(&alg, &format!("{ha1}:{}:{ha2}", ch.nonce))
     };
@@ -198,14 +213,25 @@ fn authorization(ch: &Challenge, user: &str, pw: &str, method: &str, uri: &str) 
 }
 
 fn pw(user: &str) -> &'static str {
-    USERS.iter().find(|(u, _)| *u == user).expect("known user").1
+    USERS
+        .iter()
+        .find(|(u, _)| *u == user)
+        .expect("known user")
+        .1
 }
 
 #[test]
 fn register_without_credentials_gets_401_with_a_digest_qop_auth_challenge() {
     let k = Kamailio::start(USERS, KamailioOptions::default());
     let c = Client::new(&k);
-    let resp = c.register(&k, "alice", 1, &format!("sip:alice@127.0.0.1:{}", c.port), None, None);
+    let resp = c.register(
+        &k,
+        "alice",
+        1,
+        &format!("sip:alice@127.0.0.1:{}", c.port),
+        None,
+        None,
+    );
     assert_eq!(status(&resp), 401, "{resp}");
     let ch = parse_challenge(header(&resp, "WWW-Authenticate").expect("401 has WWW-Authenticate"));
     assert_eq!(ch.realm, k.realm());
@@ -223,7 +249,10 @@ fn register_with_the_right_digest_gets_200_and_the_binding_is_listed() {
     let resp = c.register_with_password(&k, "alice", pw("alice"), &contact, Some(600));
     assert_eq!(status(&resp), 200, "{resp}");
     let echoed = header(&resp, "Contact").expect("200 lists the bindings");
-    assert!(echoed.contains(&contact) && echoed.contains("expires="), "{echoed}");
+    assert!(
+        echoed.contains(&contact) && echoed.contains("expires="),
+        "{echoed}"
+    );
     let b = k.bindings("alice");
     assert_eq!(b.len(), 1, "{b:?}");
     assert_eq!(b[0].0, contact);
@@ -243,7 +272,10 @@ fn password_with_quotes_and_the_domain_name_work_as_realm() {
     assert_eq!(status(&resp), 200, "{resp}");
     let b = k.bindings("bob");
     assert_eq!(b.len(), 1, "{b:?}");
-    assert!((3590..=3600).contains(&b[0].1), "default expires applies: {b:?}");
+    assert!(
+        (3590..=3600).contains(&b[0].1),
+        "default expires applies: {b:?}"
+    );
 }
 
 #[test]
@@ -273,7 +305,14 @@ fn auth_user_other_than_the_to_user_is_forbidden() {
     let contact = format!("sip:bob@127.0.0.1:{}", c.port);
     let first = c.register(&k, "bob", 1, &contact, None, None);
     let ch = parse_challenge(header(&first, "WWW-Authenticate").expect("challenge"));
-    let resp = c.register(&k, "bob", 2, &contact, None, Some((&ch, "alice", pw("alice"))));
+    let resp = c.register(
+        &k,
+        "bob",
+        2,
+        &contact,
+        None,
+        Some((&ch, "alice", pw("alice"))),
+    );
     assert_eq!(status(&resp), 403, "{resp}");
     assert!(k.bindings("bob").is_empty());
 }
@@ -326,7 +365,14 @@ fn sha256_digest_is_offered_and_accepted() {
     let first = c.register(&k, "alice", 1, &contact, None, None);
     let ch = parse_challenge(header(&first, "WWW-Authenticate").expect("challenge"));
     assert_eq!(ch.algorithm.as_deref(), Some("SHA-256"));
-    let resp = c.register(&k, "alice", 2, &contact, None, Some((&ch, "alice", pw("alice"))));
+    let resp = c.register(
+        &k,
+        "alice",
+        2,
+        &contact,
+        None,
+        Some((&ch, "alice", pw("alice"))),
+    );
     assert_eq!(status(&resp), 200, "{resp}");
     assert_eq!(k.bindings("alice").len(), 1);
 }
@@ -364,13 +410,24 @@ fn invite_from_alice_is_proxy_authenticated_and_reaches_bob_at_a_sipp_uas() {
     let resp = c.register_with_password(&k, "bob", pw("bob"), &bob_contact, None);
     assert_eq!(status(&resp), 200, "{resp}");
 
-    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/kamailio/uac_auth_call.xml");
+    let scenario =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/kamailio/uac_auth_call.xml");
     let uac = Command::new("sipp")
         .arg(k.addr())
         .arg("-sf")
         .arg(&scenario)
         .args(["-i", "127.0.0.1", "-p", &free_port().to_string()])
-        .args(["-s", "bob", "-au", "alice", "-ap", pw("alice"), "-key", "caller", "alice"])
+        .args([
+            "-s",
+            "bob",
+            "-au",
+            "alice",
+            "-ap",
+            pw("alice"),
+            "-key",
+            "caller",
+            "alice",
+        ])
         .args(["-m", "1", "-nostdin", "-timeout", "10", "-timeout_error"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -379,18 +436,32 @@ fn invite_from_alice_is_proxy_authenticated_and_reaches_bob_at_a_sipp_uas() {
         .expect("sipp runs");
     let (uac_ok, uac_out) = sipp_output(uac);
     let (uas_ok, uas_out) = sipp_output(uas);
-    assert!(uac_ok, "SIPp UAC failed:\n{uac_out}\n---- kamailio ----\n{}", k.log());
-    assert!(uas_ok, "SIPp UAS failed:\n{uas_out}\n---- kamailio ----\n{}", k.log());
+    assert!(
+        uac_ok,
+        "SIPp UAC failed:\n{uac_out}\n---- kamailio ----\n{}",
+        k.log()
+    );
+    assert!(
+        uas_ok,
+        "SIPp UAS failed:\n{uas_out}\n---- kamailio ----\n{}",
+        k.log()
+    );
     let log = k.log();
-    assert!(log.contains("challenging INVITE"), "the first INVITE was challenged:\n{log}");
+    assert!(
+        log.contains("challenging INVITE"),
+        "the first INVITE was challenged:\n{log}"
+    );
 }
 
 #[test]
 fn invite_to_a_user_without_binding_gets_404() {
-    let k = Kamailio::start(USERS, KamailioOptions {
-        auth_invite: false,
-        ..Default::default()
-    });
+    let k = Kamailio::start(
+        USERS,
+        KamailioOptions {
+            auth_invite: false,
+            ..Default::default()
+        },
+    );
     let c = Client::new(&k);
     let msg = format!(
         "INVITE sip:bob@127.0.0.1:{kp} SIP/2.0\r\n\

@@ -16,8 +16,8 @@
 //!   Forbidden auth ID`); then `save("location")`, with the `Expires` bounds
 //!   of [`KamailioOptions`] (`423` + `Min-Expires` below `min_expires`, RFC
 //!   3261 §10.3 step 7);
-//! - other out-of-dialog requests whose From is one of ours (`sip:user@<domain>`
-//!   or `sip:user@127.0.0.1`) → `407` proxy challenge when
+//! - other out-of-dialog requests whose From domain is ours (`<domain>` or
+//!   `127.0.0.1`, any port) → `407` proxy challenge when
 //!   [`KamailioOptions::auth_invite`] is set (the default); the
 //!   Proxy-Authorization user must equal the From user;
 //! - `INVITE` (and `SUBSCRIBE`) → `record_route()` when
@@ -97,8 +97,9 @@ impl DigestAlgorithm {
 #[derive(Clone, Debug)]
 pub struct KamailioOptions {
     /// The domain of the users' AoRs and the Digest realm. Default
-    /// `"127.0.0.1"`. Any value is accepted as "ours" (an `alias`); requests
-    /// are still sent to 127.0.0.1:port, no DNS is involved.
+    /// `"127.0.0.1"`. From/Request-URI hosts equal to it or to `127.0.0.1`
+    /// count as ours (compared as strings, not as a Kamailio `alias`);
+    /// requests are still sent to 127.0.0.1:port, no DNS is involved.
     pub domain: String,
     /// Expires given to a contact whose REGISTER carries none. Default 3600.
     pub default_expires: u32,
@@ -160,7 +161,11 @@ impl Kamailio {
         panic!("kamailio did not start; its log:\n{last_log}");
     }
 
-    fn try_start(users: &[(&str, &str)], opts: &KamailioOptions, port: u16) -> Result<Kamailio, String> {
+    fn try_start(
+        users: &[(&str, &str)],
+        opts: &KamailioOptions,
+        port: u16,
+    ) -> Result<Kamailio, String> {
         let dir = tempfile::Builder::new()
             .prefix("kam")
             .tempdir()
@@ -244,7 +249,10 @@ impl Kamailio {
                 return Err(self.log());
             }
         }
-        Err(format!("no answer to OPTIONS within {READY_TIMEOUT:?}\n{}", self.log()))
+        Err(format!(
+            "no answer to OPTIONS within {READY_TIMEOUT:?}\n{}",
+            self.log()
+        ))
     }
 
     fn has_exited(&self) -> bool {
@@ -441,7 +449,7 @@ fn render_config(users: &[(&str, &str)], opts: &KamailioOptions, port: u16, ctl:
         .unwrap_or_default();
     let nobody = format!("no-such-user-{nanos:x}-{port}");
     let auth_condition = if opts.auth_invite {
-        r#"is_method("REGISTER") || from_uri==myself"#
+        r#"is_method("REGISTER") || $fd == "@@DOMAIN@@" || $fd == "127.0.0.1""#
     } else {
         r#"is_method("REGISTER")"#
     };
@@ -453,15 +461,21 @@ fn render_config(users: &[(&str, &str)], opts: &KamailioOptions, port: u16, ctl:
     TEMPLATE
         .replace("@@DEBUG@@", &opts.debug.to_string())
         .replace("@@PORT@@", &port.to_string())
+        .replace("@@AUTH_CONDITION@@", auth_condition)
         .replace("@@DOMAIN@@", &opts.domain)
         .replace("@@REALM@@", &opts.domain)
         .replace("@@CTL_SOCKET@@", &ctl.display().to_string())
         .replace("@@DEFAULT_EXPIRES@@", &opts.default_expires.to_string())
-        .replace("@@MIN_EXPIRES@@", &opts.min_expires.unwrap_or(0).to_string())
-        .replace("@@MAX_EXPIRES@@", &opts.max_expires.unwrap_or(0).to_string())
+        .replace(
+            "@@MIN_EXPIRES@@",
+            &opts.min_expires.unwrap_or(0).to_string(),
+        )
+        .replace(
+            "@@MAX_EXPIRES@@",
+            &opts.max_expires.unwrap_or(0).to_string(),
+        )
         .replace("@@ALGORITHM@@", opts.algorithm.token())
         .replace("@@RECORD_ROUTE@@", record_route)
-        .replace("@@AUTH_CONDITION@@", auth_condition)
         .replace("@@USERS@@", &cases)
         .replace("@@NOBODY@@", &cfg_string(&nobody))
 }
