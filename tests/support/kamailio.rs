@@ -46,6 +46,9 @@
 //!
 //! # Example: sipline against the registrar
 //!
+//! (sipline's registration flags do not exist yet; the names below are the
+//! intended shape.)
+//!
 //! ```ignore
 //! #[path = "support/kamailio.rs"]
 //! mod kamailio;
@@ -53,11 +56,18 @@
 //!
 //! let k = Kamailio::start(&[("alice", "secret-a"), ("bob", "secret-b")],
 //!                         KamailioOptions::default());
-//! // sipline register --once --registrar <k.uri()> --user alice
-//! //   --password secret-a   (AoR sip:alice@<k.domain()>)
-//! // then: assert_eq!(k.bindings("alice").len(), 1);
-//! // a call: sipline call sip:bob@<k.domain()> --proxy <k.uri()> ...
+//! // sipline register --once --registrar <k.uri()> --user alice \
+//! //     --password secret-a          (AoR k.aor("alice") = sip:alice@127.0.0.1)
+//! let b = k.wait_bindings("alice", Duration::from_secs(5), |b| !b.is_empty());
+//! assert_eq!(b.len(), 1);             // (contact URI, seconds left)
+//! // A call: register bob (e.g. a `sipline answer` instance), then
+//! // sipline call sip:bob@127.0.0.1 --proxy <k.uri()> --user alice --password secret-a
+//! // Kamailio answers the INVITE with 407, expects the retry with
+//! // Proxy-Authorization, Record-Routes it and relays it to bob's contact.
 //! ```
+//!
+//! `tests/kamailio_harness.rs` shows the raw exchanges (UDP + Digest
+//! computed in the test) and a SIPp call (`tests/data/kamailio/uac_auth_call.xml`).
 
 #![allow(dead_code)]
 
@@ -205,7 +215,7 @@ impl Kamailio {
                 }
             }
         });
-        let k = Kamailio {
+        let mut k = Kamailio {
             child,
             port,
             domain: opts.domain.clone(),
@@ -218,7 +228,7 @@ impl Kamailio {
     }
 
     /// Probes with OPTIONS until any response comes back.
-    fn wait_ready(&self) -> Result<(), String> {
+    fn wait_ready(&mut self) -> Result<(), String> {
         let sock = UdpSocket::bind("127.0.0.1:0").expect("a probe socket binds");
         sock.set_read_timeout(Some(Duration::from_millis(100)))
             .expect("a read timeout can be set");
@@ -255,15 +265,8 @@ impl Kamailio {
         ))
     }
 
-    fn has_exited(&self) -> bool {
-        // try_wait needs &mut; reading /proc keeps this &self.
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()));
-        match stat {
-            Ok(s) => s
-                .rsplit_once(')')
-                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
-            Err(_) => true,
-        }
+    fn has_exited(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None))
     }
 
     /// The UDP port Kamailio listens on (on 127.0.0.1).
