@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod call;
+pub mod digest;
 pub mod driver;
 pub mod registration;
 
