@@ -102,6 +102,7 @@ fn phone_config(codec: CodecKind) -> PhoneConfig {
             timers: TimerConfig::default(),
             user_agent: super::user_agent(),
             seed: random_seed(),
+            route: Vec::new(),
         },
         codecs: vec![codec],
     }

@@ -48,6 +48,7 @@ pub fn phone_config(args: &CommonArgs, default_port: u16) -> PhoneConfig {
             timers: TimerConfig::default(),
             user_agent: user_agent(),
             seed: random_seed(),
+            route: Vec::new(),
         },
         codecs: args.codecs.iter().map(|c| (*c).into()).collect(),
     }

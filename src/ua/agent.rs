@@ -43,6 +43,9 @@ pub struct UaConfig {
     pub user_agent: String,
     /// Seed for tags, branches and Call-IDs.
     pub seed: u64,
+    /// Route set for requests outside a dialog (an outbound proxy,
+    /// RFC 3261 §8.1.2), as name-addr texts like `<sip:proxy;lr>`.
+    pub route: Vec<String>,
 }
 
 /// Why a call ended.
@@ -98,6 +101,11 @@ pub enum UaEvent {
         call: CallHandle,
         reason: EndReason,
     },
+    /// A registration changed (RFC 3261 §10).
+    Registration {
+        reg: super::accounts::RegHandle,
+        event: super::accounts::RegEvent,
+    },
     /// A request we refused before any call processing (RFC 3261 §8.2).
     Rejected {
         method: String,
@@ -130,17 +138,19 @@ pub enum UaError {
 
 /// The user agent core.
 pub struct UserAgent {
-    cfg: UaConfig,
-    tx: TransactionLayer,
-    rng: StdRng,
-    calls: BTreeMap<CallHandle, Call>,
+    pub(super) cfg: UaConfig,
+    pub(super) tx: TransactionLayer,
+    pub(super) rng: StdRng,
+    pub(super) calls: BTreeMap<CallHandle, Call>,
     next_handle: CallHandle,
-    out: VecDeque<UaOutput>,
+    pub(super) out: VecDeque<UaOutput>,
     /// Media settings used to check incoming offers before the call has a
     /// port of its own.
     media_template: LocalMedia,
     /// The local address the datagram being handled arrived on.
     datagram_local_ip: IpAddr,
+    /// Registrations and Digest state (see `accounts.rs`).
+    pub(super) accounts: super::accounts::Accounts,
 }
 
 impl UserAgent {
@@ -154,6 +164,7 @@ impl UserAgent {
             out: VecDeque::new(),
             datagram_local_ip: media_template.addr,
             media_template,
+            accounts: Default::default(),
         }
     }
 
@@ -167,7 +178,12 @@ impl UserAgent {
             .calls
             .values()
             .filter_map(|c| c.ok_retransmit.as_ref().map(|r| r.next));
-        self.tx.next_timeout().into_iter().chain(retrans).min()
+        self.tx
+            .next_timeout()
+            .into_iter()
+            .chain(retrans)
+            .chain(self.accounts.next_timeout())
+            .min()
     }
 
     /// Live calls.
@@ -186,7 +202,7 @@ impl UserAgent {
 
     // ----- identifiers -------------------------------------------------
 
-    fn token(&mut self, len: usize) -> String {
+    pub(super) fn token(&mut self, len: usize) -> String {
         const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
         (0..len)
             .map(|_| ALPHABET[self.rng.random_range(0..ALPHABET.len())] as char)
@@ -194,7 +210,7 @@ impl UserAgent {
     }
 
     /// RFC 3261 §8.1.1.7: a branch unique in space and time, with the cookie.
-    fn new_via(&mut self, local_ip: IpAddr) -> String {
+    pub(super) fn new_via(&mut self, local_ip: IpAddr) -> String {
         let branch = format!("z9hG4bK{}", self.token(16));
         Via::new("UDP", Host::from_ip(local_ip), self.cfg.local_port, &branch).to_string()
     }
@@ -214,7 +230,7 @@ impl UserAgent {
         headers.push("User-Agent", self.cfg.user_agent.clone());
     }
 
-    fn emit(&mut self, e: UaEvent) {
+    pub(super) fn emit(&mut self, e: UaEvent) {
         self.out.push_back(UaOutput::Event(e));
     }
 
@@ -270,6 +286,9 @@ impl UserAgent {
         let via = self.new_via(local_ip);
         invite.headers.push("Via", via);
         invite.headers.push("Max-Forwards", "70");
+        for r in &self.cfg.route {
+            invite.headers.push("Route", r.clone());
+        }
         invite
             .headers
             .push("From", format!("{from};tag={local_tag}"));
@@ -564,6 +583,7 @@ impl UserAgent {
         for call in due {
             self.on_2xx_retransmit_timer(call, now);
         }
+        self.refresh_registrations(now);
         self.drain_tx(now);
     }
 
@@ -915,9 +935,19 @@ impl UserAgent {
     }
 
     fn on_response(&mut self, key: &TransactionKey, resp: Response, now: Instant) {
+        if self.accounts.owns(key) {
+            self.on_register_response(key, &resp, now);
+            return;
+        }
         let Some((call, is_invite)) = self.call_for_client_key(key) else {
             return;
         };
+        if matches!(resp.status, 401 | 407) && self.retry_with_credentials(call, is_invite, &resp, now) {
+            return;
+        }
+        if let Some(realm) = self.accounts.realm_of(key) {
+            self.accounts.digest.on_accepted(&realm);
+        }
         if !is_invite {
             // Any final response (or none, see on_client_failure) ends the BYE.
             if resp.status >= 200 {
@@ -1074,7 +1104,11 @@ impl UserAgent {
         self.end_call(call, reason);
     }
 
-    fn on_client_failure(&mut self, key: &TransactionKey, reason: EndReason, _now: Instant) {
+    fn on_client_failure(&mut self, key: &TransactionKey, reason: EndReason, now: Instant) {
+        if self.accounts.owns(key) {
+            self.on_register_failure(key, &reason, now);
+            return;
+        }
         let Some((call, is_invite)) = self.call_for_client_key(key) else {
             return;
         };
@@ -1123,7 +1157,7 @@ impl UserAgent {
         }
     }
 
-    fn end_call(&mut self, call: CallHandle, reason: EndReason) {
+    pub(super) fn end_call(&mut self, call: CallHandle, reason: EndReason) {
         if let Some(mut c) = self.calls.remove(&call) {
             c.state = CallState::Ended;
             self.emit(UaEvent::Ended { call, reason });

@@ -1,6 +1,7 @@
 //! The user agent: the sans-IO call core ([`agent`], [`call`]) and the
 //! tokio shell that runs it ([`driver`]).
 
+pub mod accounts;
 pub mod agent;
 pub mod call;
 pub mod digest;

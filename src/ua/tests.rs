@@ -37,6 +37,7 @@ fn ua(user: &str, sock: &str, seed: u64) -> UserAgent {
         timers: TimerConfig::default(),
         user_agent: "sipline-test".into(),
         seed,
+        route: Vec::new(),
     };
     UserAgent::new(cfg, media(&addr(sock).ip().to_string(), 0))
 }

@@ -1,0 +1,469 @@
+//! Registrations and Digest authentication in the user agent core
+//! (RFC 3261 §10, §22; RFC 7616).
+//!
+//! Sans-IO like the rest of the core: [`UserAgent::register`] starts a
+//! registration whose REGISTERs go through the transaction layer;
+//! responses, timeouts and refresh deadlines arrive through the core's
+//! `handle_*` methods. A 401/407 to any request we send (REGISTER, INVITE,
+//! BYE) is answered once with the account's credentials; the same refused
+//! credentials are never sent twice in a row.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use super::agent::{EndReason, UaEvent, UserAgent};
+use super::call::CallHandle;
+use super::digest::{Credentials, DigestClient, RetryDecision, challenges, choose_for};
+use super::registration::{Binding, RegOutcome, RegState, Registration, RegistrationConfig};
+use crate::sip::{Host, Method, Response, SipUri};
+use crate::transaction::TransactionKey;
+
+/// A registration's local handle.
+pub type RegHandle = u64;
+
+/// Why a registration failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RegFailure {
+    /// The registrar refused our credentials (or we had none).
+    Auth,
+    /// No response in time (Timer F).
+    Timeout,
+    /// The network refused the request.
+    Network,
+    /// Any other final response.
+    Rejected,
+}
+
+/// Registration events for the user.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum RegEvent {
+    Registering,
+    Registered { expires: u32, bindings: Vec<Binding> },
+    Refreshed { expires: u32, bindings: Vec<Binding> },
+    Unregistered { bindings: Vec<Binding> },
+    Failed {
+        status: Option<u16>,
+        reason: String,
+        kind: RegFailure,
+    },
+}
+
+struct RegEntry {
+    reg: Registration,
+    dest: SocketAddr,
+    local_ip: IpAddr,
+    key: Option<TransactionKey>,
+    /// The binding was in place before this REGISTER (a refresh).
+    refreshing: bool,
+}
+
+/// Registrations and the Digest state of the user agent.
+#[derive(Default)]
+pub struct Accounts {
+    regs: BTreeMap<RegHandle, RegEntry>,
+    next: RegHandle,
+    pub(super) digest: DigestClient,
+    pub(super) credentials: Option<Credentials>,
+    /// The realm whose credentials authorized each client transaction.
+    authorized: HashMap<TransactionKey, String>,
+}
+
+impl Accounts {
+    /// Whether `key` is one of our REGISTER transactions.
+    pub fn owns(&self, key: &TransactionKey) -> bool {
+        self.regs.values().any(|r| r.key.as_ref() == Some(key))
+    }
+
+    /// The realm whose credentials we sent with `key`'s request.
+    pub fn realm_of(&self, key: &TransactionKey) -> Option<String> {
+        self.authorized.get(key).cloned()
+    }
+
+    /// The earliest refresh deadline.
+    pub fn next_timeout(&self) -> Option<Instant> {
+        self.regs
+            .values()
+            .filter(|r| r.key.is_none())
+            .filter_map(|r| r.reg.refresh_at())
+            .min()
+    }
+
+    fn handle_of(&self, key: &TransactionKey) -> Option<RegHandle> {
+        self.regs
+            .iter()
+            .find(|(_, r)| r.key.as_ref() == Some(key))
+            .map(|(h, _)| *h)
+    }
+}
+
+/// A Digest answer: which header carries it and its value.
+struct AuthHeader {
+    name: &'static str,
+    value: String,
+    realm: String,
+}
+
+impl UserAgent {
+    /// The credentials used to answer 401/407 challenges (`None`: refuse).
+    pub fn set_credentials(&mut self, creds: Option<Credentials>) {
+        self.accounts.credentials = creds;
+        self.accounts.digest.clear();
+    }
+
+    /// Starts registering per `cfg`, sending to `dest` (the registrar or
+    /// outbound proxy address) with our Contact at `local_ip`.
+    pub fn register(
+        &mut self,
+        cfg: RegistrationConfig,
+        dest: SocketAddr,
+        local_ip: IpAddr,
+        now: Instant,
+    ) -> RegHandle {
+        self.accounts.next += 1;
+        let handle = self.accounts.next;
+        let call_id = format!("{}@{}", self.token(20), Host::from_ip(local_ip));
+        let tag = self.token(10);
+        self.accounts.regs.insert(
+            handle,
+            RegEntry {
+                reg: Registration::new(cfg, call_id, tag),
+                dest,
+                local_ip,
+                key: None,
+                refreshing: false,
+            },
+        );
+        self.emit(UaEvent::Registration {
+            reg: handle,
+            event: RegEvent::Registering,
+        });
+        self.send_register(handle, now);
+        handle
+    }
+
+    /// Removes our binding (Expires: 0). Returns false when there is none
+    /// to remove.
+    pub fn unregister(&mut self, handle: RegHandle, now: Instant) -> bool {
+        let Some(local_ip) = self.accounts.regs.get(&handle).map(|r| r.local_ip) else {
+            return false;
+        };
+        let via = self.new_via(local_ip);
+        let Some(entry) = self.accounts.regs.get_mut(&handle) else {
+            return false;
+        };
+        if matches!(entry.reg.state(), RegState::Failed | RegState::Unregistered | RegState::Idle) {
+            return false;
+        }
+        let Some(req) = entry.reg.unregister(&via) else {
+            return false;
+        };
+        let dest = entry.dest;
+        let req = self.with_preemptive_auth(req);
+        match self.tx.send_request(req, dest, now) {
+            Ok(key) => {
+                self.accounts
+                    .regs
+                    .get_mut(&handle)
+                    .expect("checked above")
+                    .key = Some(key);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    pub fn registration_state(&self, handle: RegHandle) -> Option<RegState> {
+        self.accounts.regs.get(&handle).map(|r| r.reg.state())
+    }
+
+    /// Sends a new REGISTER (initial or refresh) for `handle`.
+    fn send_register(&mut self, handle: RegHandle, now: Instant) {
+        let Some(local_ip) = self.accounts.regs.get(&handle).map(|r| r.local_ip) else {
+            return;
+        };
+        let via = self.new_via(local_ip);
+        let contact = SipUri::new(
+            Some(&self.cfg.user),
+            Host::from_ip(local_ip),
+            Some(self.cfg.local_port),
+        );
+        let entry = self.accounts.regs.get_mut(&handle).expect("checked above");
+        let req = entry.reg.register(contact, &via);
+        let dest = entry.dest;
+        let req = self.with_preemptive_auth(req);
+        self.send_register_request(handle, req, dest, now);
+    }
+
+    fn send_register_request(
+        &mut self,
+        handle: RegHandle,
+        req: crate::sip::Request,
+        dest: SocketAddr,
+        now: Instant,
+    ) {
+        match self.tx.send_request(req, dest, now) {
+            Ok(key) => {
+                if let Some(e) = self.accounts.regs.get_mut(&handle) {
+                    e.key = Some(key);
+                }
+            }
+            Err(e) => {
+                tracing::warn!("cannot send REGISTER: {e}");
+                self.registration_failed(handle, None, e.to_string(), RegFailure::Network);
+            }
+        }
+    }
+
+    /// Adds a cached Digest answer so a refresh needs no 401 round trip
+    /// (RFC 7616 §3.4.5 nonce reuse with a growing nc).
+    fn with_preemptive_auth(&mut self, mut req: crate::sip::Request) -> crate::sip::Request {
+        let value = self.accounts.digest.preemptive(
+            None,
+            req.method.as_str(),
+            &req.uri,
+            &req.body,
+            &mut self.rng,
+        );
+        if let Some(v) = value {
+            req.headers.push("Authorization", v);
+        }
+        req
+    }
+
+    /// Refreshes every registration whose refresh time has come.
+    pub(super) fn refresh_registrations(&mut self, now: Instant) {
+        let due: Vec<RegHandle> = self
+            .accounts
+            .regs
+            .iter()
+            .filter(|(_, r)| r.key.is_none() && r.reg.refresh_at().is_some_and(|t| t <= now))
+            .map(|(h, _)| *h)
+            .collect();
+        for handle in due {
+            if let Some(e) = self.accounts.regs.get_mut(&handle) {
+                e.refreshing = true;
+            }
+            self.send_register(handle, now);
+        }
+    }
+
+    pub(super) fn on_register_response(&mut self, key: &TransactionKey, resp: &Response, now: Instant) {
+        let Some(handle) = self.accounts.handle_of(key) else {
+            return;
+        };
+        let entry = self.accounts.regs.get_mut(&handle).expect("found above");
+        let outcome = entry.reg.handle_response(resp, now);
+        if !matches!(outcome, RegOutcome::Provisional) {
+            entry.key = None;
+        }
+        let refreshing = entry.refreshing;
+        match outcome {
+            RegOutcome::Provisional => {}
+            RegOutcome::Challenged => self.answer_register_challenge(handle, resp, now),
+            RegOutcome::Registered { expires, bindings } => {
+                if let Some(realm) = self.accounts.authorized.remove(key) {
+                    self.accounts.digest.on_accepted(&realm);
+                }
+                let event = if refreshing {
+                    RegEvent::Refreshed { expires, bindings }
+                } else {
+                    RegEvent::Registered { expires, bindings }
+                };
+                self.emit(UaEvent::Registration { reg: handle, event });
+            }
+            RegOutcome::Unregistered { bindings } => self.emit(UaEvent::Registration {
+                reg: handle,
+                event: RegEvent::Unregistered { bindings },
+            }),
+            RegOutcome::RetryWithExpires { .. } => self.send_register(handle, now),
+            RegOutcome::Failed { status, reason } => {
+                self.registration_failed(handle, Some(status), reason, RegFailure::Rejected)
+            }
+        }
+        self.accounts.authorized.remove(key);
+    }
+
+    /// RFC 3261 §22.2: answer the registrar's challenge once.
+    fn answer_register_challenge(&mut self, handle: RegHandle, resp: &Response, now: Instant) {
+        let Some(entry) = self.accounts.regs.get(&handle) else {
+            return;
+        };
+        let registrar = entry.reg.config().registrar.clone();
+        let local_ip = entry.local_ip;
+        match self.authorization_for(resp, "REGISTER", &registrar, b"") {
+            Ok(auth) => {
+                let via = self.new_via(local_ip);
+                let entry = self.accounts.regs.get_mut(&handle).expect("found above");
+                let Some(mut req) = entry.reg.resend(&via) else {
+                    return;
+                };
+                req.headers.remove("Authorization");
+                req.headers.remove("Proxy-Authorization");
+                req.headers.push(auth.name, auth.value);
+                let dest = entry.dest;
+                self.send_register_request(handle, req, dest, now);
+                if let Some(key) = self.accounts.regs.get(&handle).and_then(|e| e.key.clone()) {
+                    self.accounts.authorized.insert(key, auth.realm);
+                }
+            }
+            Err(reason) => {
+                self.registration_failed(handle, Some(resp.status), reason, RegFailure::Auth)
+            }
+        }
+    }
+
+    pub(super) fn on_register_failure(&mut self, key: &TransactionKey, reason: &EndReason, _now: Instant) {
+        let Some(handle) = self.accounts.handle_of(key) else {
+            return;
+        };
+        let kind = match reason {
+            EndReason::TransportError => RegFailure::Network,
+            _ => RegFailure::Timeout,
+        };
+        let unregistering = self
+            .accounts
+            .regs
+            .get(&handle)
+            .is_some_and(|e| e.reg.state() == RegState::Unregistering);
+        if let Some(e) = self.accounts.regs.get_mut(&handle) {
+            e.key = None;
+            e.reg.handle_failure();
+        }
+        let text = if unregistering {
+            "no response to the removal"
+        } else {
+            "no response from the registrar"
+        };
+        self.registration_failed(handle, None, text.into(), kind);
+    }
+
+    fn registration_failed(&mut self, handle: RegHandle, status: Option<u16>, reason: String, kind: RegFailure) {
+        if let Some(e) = self.accounts.regs.get_mut(&handle) {
+            e.reg.handle_failure();
+            e.key = None;
+        }
+        self.emit(UaEvent::Registration {
+            reg: handle,
+            event: RegEvent::Failed {
+                status,
+                reason,
+                kind,
+            },
+        });
+    }
+
+    /// The Authorization (401) or Proxy-Authorization (407) answering
+    /// `resp`'s challenge, or why we cannot answer it.
+    fn authorization_for(
+        &mut self,
+        resp: &Response,
+        method: &str,
+        uri: &str,
+        body: &[u8],
+    ) -> Result<AuthHeader, String> {
+        let proxy = resp.status == 407;
+        let Some(creds) = self.accounts.credentials.clone() else {
+            return Err(format!("{} {} and no credentials configured", resp.status, resp.reason));
+        };
+        let found = challenges(&resp.headers, proxy);
+        let Some(challenge) = choose_for(&found, &creds).cloned() else {
+            return Err(format!("{} {} without a usable Digest challenge", resp.status, resp.reason));
+        };
+        if self.accounts.digest.should_retry(&challenge, &creds) == RetryDecision::GiveUp {
+            return Err(format!(
+                "{} {}: credentials for realm {:?} refused",
+                resp.status, resp.reason, challenge.realm
+            ));
+        }
+        let value = self
+            .accounts
+            .digest
+            .authorize(&challenge, &creds, method, uri, body, &mut self.rng)
+            .map_err(|e| e.to_string())?;
+        Ok(AuthHeader {
+            name: if proxy {
+                "Proxy-Authorization"
+            } else {
+                "Authorization"
+            },
+            value,
+            realm: challenge.realm.clone(),
+        })
+    }
+
+    /// A 401/407 to our INVITE or BYE: send the request again with
+    /// credentials (new CSeq, new branch, RFC 3261 §22.2). Returns false
+    /// when we cannot or must not answer (the caller then fails the request).
+    pub(super) fn retry_with_credentials(
+        &mut self,
+        call: CallHandle,
+        is_invite: bool,
+        resp: &Response,
+        now: Instant,
+    ) -> bool {
+        let Some(c) = self.calls.get(&call) else {
+            return false;
+        };
+        let local_ip = c.local_ip;
+        let peer = c.peer;
+        let mut req = if is_invite {
+            let mut inv = c.invite.clone();
+            let seq = inv.headers.cseq().map(|s| s.seq).unwrap_or(1);
+            inv.headers.set("CSeq", format!("{} INVITE", seq + 1));
+            inv
+        } else {
+            let Some(mut d) = c.dialog.clone() else {
+                return false;
+            };
+            let via = self.new_via(local_ip);
+            let mut bye = d.create_request(Method::Bye, &via, None);
+            bye.headers.push("Content-Length", "0");
+            if let Some(c) = self.calls.get_mut(&call) {
+                c.dialog = Some(d);
+            }
+            bye
+        };
+        let auth = match self.authorization_for(resp, req.method.as_str(), &req.uri.clone(), &req.body.clone()) {
+            Ok(a) => a,
+            Err(reason) => {
+                tracing::warn!("{reason}");
+                return false;
+            }
+        };
+        if is_invite {
+            let via = self.new_via(local_ip);
+            req.headers.remove_first_value("Via");
+            req.headers.push_front("Via", via);
+        }
+        req.headers.remove("Authorization");
+        req.headers.remove("Proxy-Authorization");
+        req.headers.push(auth.name, auth.value);
+        let dest = if is_invite {
+            peer
+        } else {
+            self.calls
+                .get(&call)
+                .and_then(|c| c.dialog.as_ref())
+                .and_then(|d| d.next_hop())
+                .and_then(|u| crate::transport::uri_destination(&u.host, u.port))
+                .unwrap_or(peer)
+        };
+        let Ok(key) = self.tx.send_request(req.clone(), dest, now) else {
+            return false;
+        };
+        self.accounts.authorized.insert(key.clone(), auth.realm);
+        let Some(c) = self.calls.get_mut(&call) else {
+            return false;
+        };
+        if is_invite {
+            c.invite = req;
+            c.invite_key = key;
+        } else {
+            c.bye_key = Some(key);
+        }
+        true
+    }
+}
