@@ -93,7 +93,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::args::CodecArg;
-use crate::sip::uri::{Host, SipUri, Uri, UriError};
+use crate::sip::uri::{SipUri, Uri, UriError};
 
 /// Registration expiry when neither the account nor `[defaults]` sets one.
 pub const DEFAULT_EXPIRES: u32 = 600;
@@ -856,8 +856,7 @@ fn aor_user(aor: &SipUri) -> String {
 /// RFC 3261 §10.2: the REGISTER Request-URI is the AOR's domain without
 /// its user part; the scheme (sip/sips) and any port are kept.
 fn registrar_for(aor: &SipUri) -> String {
-    let host = Host::clone(&aor.host);
-    let mut r = SipUri::new(None, host, aor.port);
+    let mut r = SipUri::new(None, aor.host.clone(), aor.port);
     r.secure = aor.secure;
     r.to_string()
 }
