@@ -4,6 +4,7 @@
 pub mod answer;
 pub mod args;
 pub mod call;
+pub mod config;
 pub mod events;
 pub mod exit;
 pub mod io;
