@@ -20,7 +20,10 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant as TokioInstant, MissedTickBehavior};
 
 use super::agent::{EndReason, UaConfig, UaEvent, UaOutput, UserAgent};
+use super::accounts::RegHandle;
 use super::call::CallHandle;
+use super::digest::Credentials;
+use super::registration::RegistrationConfig;
 use crate::media::audio::{AudioSink, AudioSource};
 use crate::media::codec::CodecKind;
 use crate::media::session::{MediaConfig, MediaSession, MediaStats};
@@ -50,8 +53,20 @@ enum Command {
     Dial {
         target: String,
         io: MediaIo,
+        /// Where to send the INVITE instead of the target's host (an
+        /// outbound proxy or the registrar).
+        next_hop: Option<String>,
         reply: oneshot::Sender<Result<CallHandle, DriverError>>,
     },
+    Register {
+        spec: RegisterSpec,
+        reply: oneshot::Sender<Result<RegHandle, DriverError>>,
+    },
+    Unregister {
+        reg: RegHandle,
+        reply: oneshot::Sender<bool>,
+    },
+    Credentials(Option<Credentials>),
     Answer {
         call: CallHandle,
         io: MediaIo,
@@ -66,6 +81,18 @@ enum Command {
     },
     /// Finish the current work and end the task.
     Shutdown,
+}
+
+/// What to register (RFC 3261 §10.2).
+#[derive(Debug, Clone)]
+pub struct RegisterSpec {
+    /// Address of record.
+    pub aor: String,
+    /// Registrar URI (Request-URI of the REGISTER).
+    pub registrar: String,
+    /// Outbound proxy URI: REGISTERs go there with a Route header.
+    pub outbound_proxy: Option<String>,
+    pub expires: u32,
 }
 
 /// What the phone reports.
@@ -166,15 +193,55 @@ impl Phone {
     }
 
     pub async fn dial(&self, target: &str, io: MediaIo) -> Result<CallHandle, DriverError> {
+        self.dial_via(target, io, None).await
+    }
+
+    /// Calls `target`, sending the INVITE to `next_hop` (a SIP URI) when
+    /// given: the outbound proxy or the registrar of an account.
+    pub async fn dial_via(
+        &self,
+        target: &str,
+        io: MediaIo,
+        next_hop: Option<String>,
+    ) -> Result<CallHandle, DriverError> {
         let (reply, rx) = oneshot::channel();
         self.commands
             .send(Command::Dial {
                 target: target.to_string(),
                 io,
+                next_hop,
                 reply,
             })
             .map_err(|_| DriverError::Stopped)?;
         rx.await.map_err(|_| DriverError::Stopped)?
+    }
+
+    /// The credentials used to answer challenges.
+    pub fn set_credentials(&self, creds: Option<Credentials>) {
+        let _ = self.commands.send(Command::Credentials(creds));
+    }
+
+    /// Starts a registration; its progress arrives as
+    /// [`UaEvent::Registration`] events.
+    pub async fn register(&self, spec: RegisterSpec) -> Result<RegHandle, DriverError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Register { spec, reply })
+            .map_err(|_| DriverError::Stopped)?;
+        rx.await.map_err(|_| DriverError::Stopped)?
+    }
+
+    /// Removes the registration's binding; false when there is none.
+    pub async fn unregister(&self, reg: RegHandle) -> bool {
+        let (reply, rx) = oneshot::channel();
+        if self
+            .commands
+            .send(Command::Unregister { reg, reply })
+            .is_err()
+        {
+            return false;
+        }
+        rx.await.unwrap_or(false)
     }
 
     pub async fn answer(&self, call: CallHandle, io: MediaIo) -> Result<(), DriverError> {
@@ -284,6 +351,7 @@ impl Driver {
             tokio::select! {
                 r = self.sip.recv(&mut buf) => match r {
                     Ok((n, from)) => {
+                        trace_sip("received from", from, &buf[..n]);
                         let local_ip = self.local_ip_towards(from);
                         self.ua.handle_datagram(&buf[..n], from, local_ip, std::time::Instant::now());
                     }
@@ -333,10 +401,23 @@ impl Driver {
     async fn on_command(&mut self, cmd: Command) {
         let now = std::time::Instant::now();
         match cmd {
-            Command::Dial { target, io, reply } => {
-                let r = self.dial(&target, io).await;
+            Command::Dial {
+                target,
+                io,
+                next_hop,
+                reply,
+            } => {
+                let r = self.dial(&target, io, next_hop.as_deref()).await;
                 let _ = reply.send(r);
             }
+            Command::Register { spec, reply } => {
+                let r = self.register(spec).await;
+                let _ = reply.send(r);
+            }
+            Command::Unregister { reg, reply } => {
+                let _ = reply.send(self.ua.unregister(reg, now));
+            }
+            Command::Credentials(c) => self.ua.set_credentials(c),
             Command::Answer { call, io, reply } => {
                 let r = self.answer(call, io, now).await;
                 let _ = reply.send(r);
@@ -355,13 +436,13 @@ impl Driver {
         }
     }
 
-    async fn dial(&mut self, target: &str, io: MediaIo) -> Result<CallHandle, DriverError> {
-        let bad = || DriverError::BadTarget {
-            target: target.to_string(),
-        };
-        let uri = Uri::parse(target).map_err(|_| bad())?;
-        let sip = uri.as_sip().ok_or_else(bad)?;
-        let dest = resolve(&sip.host, sip.port.unwrap_or(5060), self.sip.local_addr()).await?;
+    async fn dial(
+        &mut self,
+        target: &str,
+        io: MediaIo,
+        next_hop: Option<&str>,
+    ) -> Result<CallHandle, DriverError> {
+        let dest = resolve_uri(next_hop.unwrap_or(target), self.sip.local_addr()).await?;
         let local_ip = advertised_ip(self.sip.local_addr().ip(), Some(dest));
         let (media, local) = self.open_media(local_ip, io).await?;
         let call = self
@@ -369,6 +450,26 @@ impl Driver {
             .dial(target, dest, local, std::time::Instant::now())?;
         self.calls.insert(call, self.spawn_receiver(call, media));
         Ok(call)
+    }
+
+    async fn register(&mut self, spec: RegisterSpec) -> Result<RegHandle, DriverError> {
+        let first_hop = spec.outbound_proxy.as_deref().unwrap_or(&spec.registrar);
+        let dest = resolve_uri(first_hop, self.sip.local_addr()).await?;
+        let local_ip = self.local_ip_towards(dest);
+        let route = spec
+            .outbound_proxy
+            .iter()
+            .map(|p| loose_route(p))
+            .collect();
+        let cfg = RegistrationConfig {
+            aor: spec.aor,
+            registrar: spec.registrar,
+            expires: spec.expires,
+            route,
+        };
+        Ok(self
+            .ua
+            .register(cfg, dest, local_ip, std::time::Instant::now()))
     }
 
     async fn answer(
@@ -491,6 +592,7 @@ impl Driver {
         while let Some(o) = self.ua.poll_output() {
             match o {
                 UaOutput::Transmit(t) => {
+                    trace_sip("sent to", t.dest, &t.payload);
                     if let Err(e) = self.sip.send(&t).await {
                         tracing::warn!("SIP send to {}: {e}", t.dest);
                     }
@@ -600,6 +702,18 @@ async fn bind_even_port(ip: IpAddr) -> Result<UdpSocket, DriverError> {
         })
 }
 
+/// The socket address of a SIP URI's host and port (5060, or 5061 for
+/// sips, RFC 3261 §19.1.2).
+async fn resolve_uri(uri: &str, local: SocketAddr) -> Result<SocketAddr, DriverError> {
+    let bad = || DriverError::BadTarget {
+        target: uri.to_string(),
+    };
+    let parsed = Uri::parse(uri).map_err(|_| bad())?;
+    let sip = parsed.as_sip().ok_or_else(bad)?;
+    let port = sip.port.unwrap_or(if sip.secure { 5061 } else { 5060 });
+    resolve(&sip.host, port, local).await
+}
+
 /// Resolves a URI host to a socket address of the same family as our SIP
 /// socket where possible (RFC 3263 reduced to A/AAAA records).
 async fn resolve(host: &Host, port: u16, local: SocketAddr) -> Result<SocketAddr, DriverError> {
@@ -623,6 +737,29 @@ async fn resolve(host: &Host, port: u16, local: SocketAddr) -> Result<SocketAddr
             host: name,
             detail: "no address".into(),
         })
+}
+
+/// A Route header value for a proxy URI, with `lr` (RFC 3261 §16.12,
+/// §19.1.1) so the Request-URI stays the target.
+pub fn loose_route(uri: &str) -> String {
+    match Uri::parse(uri) {
+        Ok(Uri::Sip(mut u)) => {
+            if !u.params.has("lr") {
+                u.params.set("lr", None);
+            }
+            format!("<{u}>")
+        }
+        _ => format!("<{uri}>"),
+    }
+}
+
+/// Logs a SIP datagram at trace level with credentials masked
+/// (`mask_message` hides Authorization and Proxy-Authorization values).
+fn trace_sip(what: &str, peer: SocketAddr, data: &[u8]) {
+    if tracing::enabled!(tracing::Level::TRACE) {
+        let text = String::from_utf8_lossy(data);
+        tracing::trace!("{what} {peer}:\n{}", super::digest::mask_message(&text));
+    }
 }
 
 /// A random seed for a new phone.
