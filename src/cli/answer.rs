@@ -6,11 +6,12 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tokio::sync::mpsc;
 
+use super::account;
 use super::args::AnswerArgs;
 use super::events::Emitter;
 use super::exit::Exit;
 use super::io::open_io;
-use super::{Signals, phone_config};
+use super::{Signals, phone_config, phone_config_for};
 use crate::media::audio::AudioFormat;
 use crate::ua::{CallHandle, Phone, PhoneEvent, UaEvent};
 
@@ -21,7 +22,20 @@ enum Timer {
 
 /// Serves calls until `--count` calls ended or a signal arrives.
 pub async fn run(args: AnswerArgs, emit: Emitter) -> Exit {
-    let cfg = phone_config(&args.common, 5060);
+    let acct = match account::select(&args.account) {
+        Ok(a) => a,
+        Err(e) => return e,
+    };
+    let cfg = match &acct {
+        Some(a) => phone_config_for(
+            args.common.bind,
+            args.common.local_port,
+            5060,
+            Some(a),
+            &args.common.codecs,
+        ),
+        None => phone_config(&args.common, 5060),
+    };
     let (phone, mut events) = match Phone::start(cfg).await {
         Ok(p) => p,
         Err(e) => {
@@ -29,6 +43,22 @@ pub async fn run(args: AnswerArgs, emit: Emitter) -> Exit {
             return Exit::Network;
         }
     };
+    let mut reg = None;
+    if let Some(a) = &acct {
+        if let Err(e) = account::install_credentials(&phone, a) {
+            phone.shutdown().await;
+            return e;
+        }
+        if a.register {
+            match account::register(&phone, &mut events, a, &emit).await {
+                Ok(r) => reg = Some(r),
+                Err(e) => {
+                    phone.shutdown().await;
+                    return e;
+                }
+            }
+        }
+    }
     emit.emit(
         "listening",
         json!({"address": phone.local_addr().to_string(), "port": phone.local_addr().port()}),
@@ -91,6 +121,11 @@ pub async fn run(args: AnswerArgs, emit: Emitter) -> Exit {
                             stopping = true;
                         }
                     }
+                    PhoneEvent::Ua(UaEvent::Registration { event, .. }) => {
+                        if let Some(a) = &acct {
+                            account::emit_registration(&emit, a, &event);
+                        }
+                    }
                     PhoneEvent::SinkError { detail, .. } => {
                         tracing::error!("recording failed: {detail}");
                         exit = Exit::Audio;
@@ -134,6 +169,9 @@ pub async fn run(args: AnswerArgs, emit: Emitter) -> Exit {
                 break;
             }
         }
+    }
+    if let (Some(r), Some(a)) = (reg, &acct) {
+        account::unregister(&phone, &mut events, r, a, &emit).await;
     }
     phone.shutdown().await;
     exit

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use super::config::AccountArgs;
+
 /// sipline: a SIP softphone for the terminal.
 #[derive(Debug, Parser)]
 #[command(name = "sipline", version, about, long_about = None)]
@@ -27,6 +29,23 @@ pub enum Command {
     Answer(AnswerArgs),
     /// Call ourselves over 127.0.0.1 and check the audio that comes back.
     Loopback(LoopbackArgs),
+    /// Register an account and stay registered until Ctrl-C.
+    Register(RegisterArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RegisterArgs {
+    /// Register, print the bindings the registrar reports, unregister, exit.
+    #[arg(long)]
+    pub once: bool,
+    /// Local SIP UDP port (default any).
+    #[arg(long, value_name = "PORT")]
+    pub local_port: Option<u16>,
+    /// Local address to bind (default all IPv4 addresses).
+    #[arg(long, value_name = "IP")]
+    pub bind: Option<IpAddr>,
+    #[command(flatten)]
+    pub account: AccountArgs,
 }
 
 /// Options shared by `call` and `answer`.
@@ -76,6 +95,8 @@ pub struct CallArgs {
     pub timeout: Option<f64>,
     #[command(flatten)]
     pub common: CommonArgs,
+    #[command(flatten)]
+    pub account: AccountArgs,
 }
 
 #[derive(Debug, Args)]
@@ -91,6 +112,8 @@ pub struct AnswerArgs {
     pub reject: Option<u16>,
     #[command(flatten)]
     pub common: CommonArgs,
+    #[command(flatten)]
+    pub account: AccountArgs,
 }
 
 #[derive(Debug, Args)]

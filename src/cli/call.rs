@@ -4,11 +4,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use super::account;
 use super::args::CallArgs;
 use super::events::Emitter;
 use super::exit::Exit;
 use super::io::open_io;
-use super::{Signals, phone_config};
+use super::{Signals, phone_config, phone_config_for};
 use crate::media::audio::AudioFormat;
 use crate::ua::{Phone, PhoneEvent, UaEvent};
 
@@ -17,8 +18,23 @@ const HANGUP_GRACE: Duration = Duration::from_secs(5);
 
 /// Places the call and waits until it ends; returns the exit code.
 pub async fn run(args: CallArgs, emit: Emitter) -> Exit {
-    let mut cfg = phone_config(&args.common, 0);
-    cfg.ua.from = args.from.clone();
+    let acct = match account::select(&args.account) {
+        Ok(a) => a,
+        Err(e) => return e,
+    };
+    let mut cfg = match &acct {
+        Some(a) => phone_config_for(
+            args.common.bind,
+            args.common.local_port,
+            0,
+            Some(a),
+            &args.common.codecs,
+        ),
+        None => phone_config(&args.common, 0),
+    };
+    if args.from.is_some() {
+        cfg.ua.from = args.from.clone();
+    }
     let io = match open_io(&args.common, AudioFormat::NARROWBAND) {
         Ok(io) => io,
         Err(e) => {
@@ -33,12 +49,33 @@ pub async fn run(args: CallArgs, emit: Emitter) -> Exit {
             return Exit::Network;
         }
     };
+    let mut reg = None;
+    if let Some(a) = &acct {
+        if let Err(e) = account::install_credentials(&phone, a) {
+            phone.shutdown().await;
+            return e;
+        }
+        if a.register {
+            match account::register(&phone, &mut events, a, &emit).await {
+                Ok(r) => reg = Some(r),
+                Err(e) => {
+                    phone.shutdown().await;
+                    return e;
+                }
+            }
+        }
+    }
     let mut signals = Signals::new();
     let started = Instant::now();
-    let call = match phone.dial(&args.uri, io).await {
+    let next_hop = acct.as_ref().map(account::next_hop);
+    let call = match phone.dial_via(&args.uri, io, next_hop).await {
         Ok(c) => c,
         Err(e) => {
             tracing::error!("{e}");
+            if let (Some(r), Some(a)) = (reg, &acct) {
+                account::unregister(&phone, &mut events, r, a, &emit).await;
+            }
+            phone.shutdown().await;
             return match e {
                 crate::ua::driver::DriverError::BadTarget { .. }
                 | crate::ua::driver::DriverError::Ua(crate::ua::UaError::BadTarget { .. }) => {
@@ -105,6 +142,11 @@ pub async fn run(args: CallArgs, emit: Emitter) -> Exit {
                     PhoneEvent::SinkError { detail, .. } => {
                         tracing::error!("recording failed: {detail}");
                     }
+                    PhoneEvent::Ua(UaEvent::Registration { event, .. }) => {
+                        if let Some(a) = &acct {
+                            account::emit_registration(&emit, a, &event);
+                        }
+                    }
                     PhoneEvent::Ua(UaEvent::Rejected { method, status, detail }) => {
                         tracing::info!("refused a {method} with {status}: {detail}");
                     }
@@ -139,6 +181,9 @@ pub async fn run(args: CallArgs, emit: Emitter) -> Exit {
             }
         }
     };
+    if let (Some(r), Some(a)) = (reg, &acct) {
+        account::unregister(&phone, &mut events, r, a, &emit).await;
+    }
     phone.shutdown().await;
     exit
 }

@@ -25,6 +25,9 @@ pub enum Exit {
     Audio = 7,
     /// `loopback`: the received audio did not match what was sent.
     CheckFailed = 8,
+    /// Authentication failed: the registrar or proxy refused our
+    /// credentials, or no password could be read.
+    AuthFailed = 9,
     /// Interrupted (Ctrl-C/SIGTERM) before the call was answered.
     Interrupted = 130,
 }

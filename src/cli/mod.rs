@@ -1,6 +1,7 @@
 //! Command line: clap arguments, the `call`, `answer` and `loopback`
 //! commands, exit codes and JSON events.
 
+pub mod account;
 pub mod answer;
 pub mod args;
 pub mod call;
@@ -9,6 +10,7 @@ pub mod events;
 pub mod exit;
 pub mod io;
 pub mod loopback;
+pub mod register;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -27,6 +29,7 @@ pub async fn run(cli: Cli) -> Exit {
         Command::Call(a) => call::run(a, emit).await,
         Command::Answer(a) => answer::run(a, emit).await,
         Command::Loopback(a) => loopback::run(a, emit).await,
+        Command::Register(a) => register::run(a, emit).await,
     }
 }
 
@@ -38,20 +41,45 @@ pub fn user_agent() -> String {
 /// Phone settings from the shared options; `default_port` when
 /// `--local-port` is not given.
 pub fn phone_config(args: &CommonArgs, default_port: u16) -> PhoneConfig {
-    let ip = args.bind.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let mut cfg = phone_config_for(args.bind, args.local_port, default_port, None, &args.codecs);
+    cfg.ua.user = args.user.clone();
+    cfg
+}
+
+/// Phone settings for an optional account: its AOR user in our Contact,
+/// its AOR as From, its outbound proxy as the route of new requests, and
+/// its codec preference.
+pub fn phone_config_for(
+    bind: Option<IpAddr>,
+    local_port: Option<u16>,
+    default_port: u16,
+    account: Option<&config::Account>,
+    codecs: &[args::CodecArg],
+) -> PhoneConfig {
+    let ip = bind.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let codecs: Vec<args::CodecArg> = match account.and_then(|a| a.codecs.clone()) {
+        Some(c) if codecs.is_empty() || codecs == [args::CodecArg::Pcmu, args::CodecArg::Pcma] => c,
+        _ if codecs.is_empty() => vec![args::CodecArg::Pcmu, args::CodecArg::Pcma],
+        _ => codecs.to_vec(),
+    };
     PhoneConfig {
-        bind: SocketAddr::new(ip, args.local_port.unwrap_or(default_port)),
+        bind: SocketAddr::new(ip, local_port.unwrap_or(default_port)),
         ua: UaConfig {
-            user: args.user.clone(),
-            from: None,
+            user: account
+                .and_then(account::aor_user)
+                .unwrap_or_else(|| "sipline".into()),
+            from: account.map(|a| a.aor.clone()),
             display_name: None,
             local_port: 0,
             timers: TimerConfig::default(),
             user_agent: user_agent(),
             seed: random_seed(),
-            route: Vec::new(),
+            route: account
+                .and_then(|a| a.outbound_proxy.as_deref())
+                .map(|p| vec![crate::ua::driver::loose_route(p)])
+                .unwrap_or_default(),
         },
-        codecs: args.codecs.iter().map(|c| (*c).into()).collect(),
+        codecs: codecs.into_iter().map(Into::into).collect(),
     }
 }
 

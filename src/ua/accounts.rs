@@ -41,9 +41,17 @@ pub enum RegFailure {
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum RegEvent {
     Registering,
-    Registered { expires: u32, bindings: Vec<Binding> },
-    Refreshed { expires: u32, bindings: Vec<Binding> },
-    Unregistered { bindings: Vec<Binding> },
+    Registered {
+        expires: u32,
+        bindings: Vec<Binding>,
+    },
+    Refreshed {
+        expires: u32,
+        bindings: Vec<Binding>,
+    },
+    Unregistered {
+        bindings: Vec<Binding>,
+    },
     Failed {
         status: Option<u16>,
         reason: String,
@@ -154,7 +162,10 @@ impl UserAgent {
         let Some(entry) = self.accounts.regs.get_mut(&handle) else {
             return false;
         };
-        if matches!(entry.reg.state(), RegState::Failed | RegState::Unregistered | RegState::Idle) {
+        if matches!(
+            entry.reg.state(),
+            RegState::Failed | RegState::Unregistered | RegState::Idle
+        ) {
             return false;
         }
         let Some(req) = entry.reg.unregister(&via) else {
@@ -250,7 +261,12 @@ impl UserAgent {
         }
     }
 
-    pub(super) fn on_register_response(&mut self, key: &TransactionKey, resp: &Response, now: Instant) {
+    pub(super) fn on_register_response(
+        &mut self,
+        key: &TransactionKey,
+        resp: &Response,
+        now: Instant,
+    ) {
         let Some(handle) = self.accounts.handle_of(key) else {
             return;
         };
@@ -315,7 +331,12 @@ impl UserAgent {
         }
     }
 
-    pub(super) fn on_register_failure(&mut self, key: &TransactionKey, reason: &EndReason, _now: Instant) {
+    pub(super) fn on_register_failure(
+        &mut self,
+        key: &TransactionKey,
+        reason: &EndReason,
+        _now: Instant,
+    ) {
         let Some(handle) = self.accounts.handle_of(key) else {
             return;
         };
@@ -340,7 +361,13 @@ impl UserAgent {
         self.registration_failed(handle, None, text.into(), kind);
     }
 
-    fn registration_failed(&mut self, handle: RegHandle, status: Option<u16>, reason: String, kind: RegFailure) {
+    fn registration_failed(
+        &mut self,
+        handle: RegHandle,
+        status: Option<u16>,
+        reason: String,
+        kind: RegFailure,
+    ) {
         if let Some(e) = self.accounts.regs.get_mut(&handle) {
             e.reg.handle_failure();
             e.key = None;
@@ -366,11 +393,17 @@ impl UserAgent {
     ) -> Result<AuthHeader, String> {
         let proxy = resp.status == 407;
         let Some(creds) = self.accounts.credentials.clone() else {
-            return Err(format!("{} {} and no credentials configured", resp.status, resp.reason));
+            return Err(format!(
+                "{} {} and no credentials configured",
+                resp.status, resp.reason
+            ));
         };
         let found = challenges(&resp.headers, proxy);
         let Some(challenge) = choose_for(&found, &creds).cloned() else {
-            return Err(format!("{} {} without a usable Digest challenge", resp.status, resp.reason));
+            return Err(format!(
+                "{} {} without a usable Digest challenge",
+                resp.status, resp.reason
+            ));
         };
         if self.accounts.digest.should_retry(&challenge, &creds) == RetryDecision::GiveUp {
             return Err(format!(
@@ -426,7 +459,12 @@ impl UserAgent {
             }
             bye
         };
-        let auth = match self.authorization_for(resp, req.method.as_str(), &req.uri.clone(), &req.body.clone()) {
+        let auth = match self.authorization_for(
+            resp,
+            req.method.as_str(),
+            &req.uri.clone(),
+            &req.body.clone(),
+        ) {
             Ok(a) => a,
             Err(reason) => {
                 tracing::warn!("{reason}");

@@ -942,7 +942,9 @@ impl UserAgent {
         let Some((call, is_invite)) = self.call_for_client_key(key) else {
             return;
         };
-        if matches!(resp.status, 401 | 407) && self.retry_with_credentials(call, is_invite, &resp, now) {
+        if matches!(resp.status, 401 | 407)
+            && self.retry_with_credentials(call, is_invite, &resp, now)
+        {
             return;
         }
         if let Some(realm) = self.accounts.realm_of(key) {

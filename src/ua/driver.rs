@@ -19,8 +19,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant as TokioInstant, MissedTickBehavior};
 
-use super::agent::{EndReason, UaConfig, UaEvent, UaOutput, UserAgent};
 use super::accounts::RegHandle;
+use super::agent::{EndReason, UaConfig, UaEvent, UaOutput, UserAgent};
 use super::call::CallHandle;
 use super::digest::Credentials;
 use super::registration::RegistrationConfig;
@@ -456,11 +456,7 @@ impl Driver {
         let first_hop = spec.outbound_proxy.as_deref().unwrap_or(&spec.registrar);
         let dest = resolve_uri(first_hop, self.sip.local_addr()).await?;
         let local_ip = self.local_ip_towards(dest);
-        let route = spec
-            .outbound_proxy
-            .iter()
-            .map(|p| loose_route(p))
-            .collect();
+        let route = spec.outbound_proxy.iter().map(|p| loose_route(p)).collect();
         let cfg = RegistrationConfig {
             aor: spec.aor,
             registrar: spec.registrar,

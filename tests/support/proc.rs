@@ -29,7 +29,11 @@ impl Sipline {
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .stderr(Stdio::piped())
+            // Hermetic: no user config file, no password from the caller's
+            // environment (a test that wants them passes them in `envs`).
+            .env("XDG_CONFIG_HOME", "/nonexistent/sipline-test-config")
+            .env_remove("SIPLINE_PASSWORD");
         for (k, v) in envs {
             cmd.env(k, v);
         }

@@ -1,0 +1,197 @@
+//! Using an account from the command line: credentials, registering
+//! before calls, unregistering on exit, and the registration events.
+
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use super::config::{Account, AccountArgs, ConfigError};
+use super::events::Emitter;
+use super::exit::Exit;
+use crate::sip::Uri;
+use crate::ua::accounts::{RegEvent, RegFailure, RegHandle};
+use crate::ua::digest::Credentials;
+use crate::ua::driver::RegisterSpec;
+use crate::ua::{Phone, PhoneEvent, UaEvent};
+
+/// How long the first registration may take (Timer F is 32 s).
+const REGISTER_TIMEOUT: Duration = Duration::from_secs(40);
+/// How long removing the binding may take on exit.
+pub const UNREGISTER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The account chosen by the flags and the config file, if any.
+pub fn select(args: &AccountArgs) -> Result<Option<Account>, Exit> {
+    args.select().map_err(|e| {
+        tracing::error!("{e}");
+        config_exit(&e)
+    })
+}
+
+fn config_exit(e: &ConfigError) -> Exit {
+    match e {
+        ConfigError::PasswordFile { .. }
+        | ConfigError::EmptyPasswordFile { .. }
+        | ConfigError::PasswordEnvUnset { .. }
+        | ConfigError::NoPassword
+        | ConfigError::Prompt { .. } => Exit::AuthFailed,
+        _ => Exit::Usage,
+    }
+}
+
+/// The account's user part (for our Contact).
+pub fn aor_user(account: &Account) -> Option<String> {
+    Uri::parse(&account.aor).ok()?.as_sip()?.user_unescaped()
+}
+
+/// Where calls of this account go first: the outbound proxy, else the
+/// registrar (RFC 3261 §8.1.2).
+pub fn next_hop(account: &Account) -> String {
+    account
+        .outbound_proxy
+        .clone()
+        .unwrap_or_else(|| account.registrar.clone())
+}
+
+/// Gives the phone the account's credentials (the password is read now:
+/// file, environment or prompt).
+pub fn install_credentials(phone: &Phone, account: &Account) -> Result<(), Exit> {
+    let secret = account.resolve_password().map_err(|e| {
+        tracing::error!("{e}");
+        config_exit(&e)
+    })?;
+    let mut creds = Credentials::new(account.username.clone(), secret.expose().to_string());
+    if let Some(r) = &account.realm {
+        creds = creds.with_realm(r.clone());
+    }
+    phone.set_credentials(Some(creds));
+    Ok(())
+}
+
+/// Prints a registration event.
+pub fn emit_registration(emit: &Emitter, account: &Account, event: &RegEvent) {
+    let name = match event {
+        RegEvent::Registering => "registering",
+        RegEvent::Registered { .. } => "registered",
+        RegEvent::Refreshed { .. } => "refreshed",
+        RegEvent::Unregistered { .. } => "unregistered",
+        RegEvent::Failed { .. } => "registration_failed",
+    };
+    let human = match event {
+        RegEvent::Registering => format!("registering {} at {}", account.aor, account.registrar),
+        RegEvent::Registered { expires, bindings } | RegEvent::Refreshed { expires, bindings } => {
+            let mut s = format!("{name} {} for {expires} s", account.aor);
+            for b in bindings {
+                s.push_str(&format!(
+                    "\n  binding {}{}{}",
+                    b.contact,
+                    b.expires
+                        .map(|e| format!(" expires in {e} s"))
+                        .unwrap_or_default(),
+                    if b.ours { " (this phone)" } else { "" }
+                ));
+            }
+            s
+        }
+        RegEvent::Unregistered { bindings } => {
+            format!(
+                "unregistered {} ({} other binding(s) left)",
+                account.aor,
+                bindings.len()
+            )
+        }
+        RegEvent::Failed { status, reason, .. } => match status {
+            Some(s) => format!("registration of {} failed: {s} {reason}", account.aor),
+            None => format!("registration of {} failed: {reason}", account.aor),
+        },
+    };
+    let mut fields = serde_json::to_value(event).unwrap_or_else(|_| json!({}));
+    if let Some(m) = fields.as_object_mut() {
+        m.insert("account".into(), json!(account.name));
+        m.insert("aor".into(), json!(account.aor));
+    }
+    emit.emit(name, fields, &human);
+}
+
+/// The exit code for a failed registration.
+pub fn failure_exit(kind: RegFailure) -> Exit {
+    match kind {
+        RegFailure::Auth => Exit::AuthFailed,
+        RegFailure::Timeout | RegFailure::Network => Exit::Network,
+        RegFailure::Rejected => Exit::Failed,
+    }
+}
+
+/// Registers and waits for the outcome, printing the events.
+pub async fn register(
+    phone: &Phone,
+    events: &mut mpsc::UnboundedReceiver<PhoneEvent>,
+    account: &Account,
+    emit: &Emitter,
+) -> Result<RegHandle, Exit> {
+    let spec = RegisterSpec {
+        aor: account.aor.clone(),
+        registrar: account.registrar.clone(),
+        outbound_proxy: account.outbound_proxy.clone(),
+        expires: account.expires,
+    };
+    let reg = phone.register(spec).await.map_err(|e| {
+        tracing::error!("{e}");
+        Exit::Network
+    })?;
+    let wait = async {
+        while let Some(ev) = events.recv().await {
+            if let PhoneEvent::Ua(UaEvent::Registration { reg: r, event }) = ev {
+                if r != reg {
+                    continue;
+                }
+                emit_registration(emit, account, &event);
+                match event {
+                    RegEvent::Registered { .. } | RegEvent::Refreshed { .. } => return Ok(reg),
+                    RegEvent::Failed { kind, .. } => return Err(failure_exit(kind)),
+                    _ => {}
+                }
+            }
+        }
+        Err(Exit::Internal)
+    };
+    match tokio::time::timeout(REGISTER_TIMEOUT, wait).await {
+        Ok(r) => r,
+        Err(_) => {
+            tracing::error!("no answer from the registrar");
+            Err(Exit::Network)
+        }
+    }
+}
+
+/// Removes the binding and waits (bounded) for the registrar's answer.
+pub async fn unregister(
+    phone: &Phone,
+    events: &mut mpsc::UnboundedReceiver<PhoneEvent>,
+    reg: RegHandle,
+    account: &Account,
+    emit: &Emitter,
+) -> bool {
+    if !phone.unregister(reg).await {
+        return false;
+    }
+    let wait = async {
+        while let Some(ev) = events.recv().await {
+            if let PhoneEvent::Ua(UaEvent::Registration { reg: r, event }) = ev {
+                if r != reg {
+                    continue;
+                }
+                emit_registration(emit, account, &event);
+                match event {
+                    RegEvent::Unregistered { .. } => return true,
+                    RegEvent::Failed { .. } => return false,
+                    _ => {}
+                }
+            }
+        }
+        false
+    };
+    tokio::time::timeout(UNREGISTER_TIMEOUT, wait)
+        .await
+        .unwrap_or(false)
+}
