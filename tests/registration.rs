@@ -307,3 +307,34 @@ fn call_through_the_proxy_with_a_challenged_invite_carries_audio_and_bye_ends_bo
     // Both removed their bindings on exit.
     assert!(k.bindings("alice").is_empty() && k.bindings("bob").is_empty());
 }
+
+#[test]
+fn interval_too_brief_is_retried_with_min_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = Kamailio::start(
+        &[("alice", "pw-a")],
+        KamailioOptions {
+            min_expires: Some(120),
+            ..options()
+        },
+    );
+    let pw = password_file(dir.path(), "pw", "pw-a");
+    let mut args = vec![
+        "register".to_string(),
+        "--once".into(),
+        "--bind".into(),
+        "127.0.0.1".into(),
+        "--expires".into(),
+        "30".into(),
+    ];
+    args.extend(account_args(&k, "alice", &pw));
+    let mut reg = Sipline::spawn("register", &strs(&args), &trace());
+    let (code, events) = reg.wait_exit(SECS);
+    assert_eq!(code, 0, "{events:?}\n{}", reg.stderr());
+    assert!(
+        reg.stderr().contains("SIP/2.0 423"),
+        "the registrar said 423 first"
+    );
+    let registered = events.iter().find(|e| e["event"] == "registered").unwrap();
+    assert_eq!(registered["expires"], 120);
+}
