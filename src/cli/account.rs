@@ -122,6 +122,32 @@ pub fn failure_exit(kind: RegFailure) -> Exit {
     }
 }
 
+/// Installs the account's credentials and, when it registers, registers
+/// it (the first step of `call` and `answer` with an account). On failure
+/// the phone is shut down and the exit code returned.
+pub async fn start(
+    phone: Phone,
+    events: &mut mpsc::UnboundedReceiver<PhoneEvent>,
+    account: Option<&Account>,
+    emit: &Emitter,
+) -> Result<(Phone, Option<RegHandle>), Exit> {
+    let Some(a) = account else {
+        return Ok((phone, None));
+    };
+    let result = match install_credentials(&phone, a) {
+        Err(e) => Err(e),
+        Ok(()) if !a.register => Ok(None),
+        Ok(()) => register(&phone, events, a, emit).await.map(Some),
+    };
+    match result {
+        Ok(reg) => Ok((phone, reg)),
+        Err(e) => {
+            phone.shutdown().await;
+            Err(e)
+        }
+    }
+}
+
 /// Registers and waits for the outcome, printing the events.
 pub async fn register(
     phone: &Phone,

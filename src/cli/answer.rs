@@ -43,22 +43,10 @@ pub async fn run(args: AnswerArgs, emit: Emitter) -> Exit {
             return Exit::Network;
         }
     };
-    let mut reg = None;
-    if let Some(a) = &acct {
-        if let Err(e) = account::install_credentials(&phone, a) {
-            phone.shutdown().await;
-            return e;
-        }
-        if a.register {
-            match account::register(&phone, &mut events, a, &emit).await {
-                Ok(r) => reg = Some(r),
-                Err(e) => {
-                    phone.shutdown().await;
-                    return e;
-                }
-            }
-        }
-    }
+    let (phone, reg) = match account::start(phone, &mut events, acct.as_ref(), &emit).await {
+        Ok(started) => started,
+        Err(e) => return e,
+    };
     emit.emit(
         "listening",
         json!({"address": phone.local_addr().to_string(), "port": phone.local_addr().port()}),

@@ -49,22 +49,10 @@ pub async fn run(args: CallArgs, emit: Emitter) -> Exit {
             return Exit::Network;
         }
     };
-    let mut reg = None;
-    if let Some(a) = &acct {
-        if let Err(e) = account::install_credentials(&phone, a) {
-            phone.shutdown().await;
-            return e;
-        }
-        if a.register {
-            match account::register(&phone, &mut events, a, &emit).await {
-                Ok(r) => reg = Some(r),
-                Err(e) => {
-                    phone.shutdown().await;
-                    return e;
-                }
-            }
-        }
-    }
+    let (phone, reg) = match account::start(phone, &mut events, acct.as_ref(), &emit).await {
+        Ok(started) => started,
+        Err(e) => return e,
+    };
     let mut signals = Signals::new();
     let started = Instant::now();
     let next_hop = acct.as_ref().map(account::next_hop);

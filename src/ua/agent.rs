@@ -302,26 +302,18 @@ impl UserAgent {
         self.next_handle += 1;
         self.calls.insert(
             handle,
-            Call {
+            Call::new(
                 handle,
-                direction: CallDirection::Outgoing,
-                state: CallState::Calling,
+                CallDirection::Outgoing,
+                CallState::Calling,
                 invite,
-                invite_key: key,
-                peer: dest,
+                key,
+                dest,
                 local_ip,
                 local_tag,
-                dialog: None,
+                None,
                 neg,
-                cancel_pending: false,
-                cancelled: false,
-                got_provisional: false,
-                ack: None,
-                ok_retransmit: None,
-                bye_after_ack: false,
-                bye_key: None,
-                answered_at: None,
-            },
+            ),
         );
         self.drain_tx(now);
         Ok(handle)
@@ -712,26 +704,18 @@ impl UserAgent {
         self.next_handle += 1;
         self.calls.insert(
             handle,
-            Call {
+            Call::new(
                 handle,
-                direction: CallDirection::Incoming,
-                state: CallState::Early,
-                invite: req,
-                invite_key: key,
-                peer: source,
+                CallDirection::Incoming,
+                CallState::Early,
+                req,
+                key,
+                source,
                 local_ip,
                 local_tag,
-                dialog: Some(dialog),
+                Some(dialog),
                 neg,
-                cancel_pending: false,
-                cancelled: false,
-                got_provisional: false,
-                ack: None,
-                ok_retransmit: None,
-                bye_after_ack: false,
-                bye_key: None,
-                answered_at: None,
-            },
+            ),
         );
         self.emit(UaEvent::IncomingCall {
             call: handle,

@@ -80,6 +80,42 @@ pub struct Call {
 }
 
 impl Call {
+    /// A call that has just sent or received its INVITE.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        handle: CallHandle,
+        direction: CallDirection,
+        state: CallState,
+        invite: Request,
+        invite_key: TransactionKey,
+        peer: SocketAddr,
+        local_ip: IpAddr,
+        local_tag: String,
+        dialog: Option<Dialog>,
+        neg: Negotiator,
+    ) -> Call {
+        Call {
+            handle,
+            direction,
+            state,
+            invite,
+            invite_key,
+            peer,
+            local_ip,
+            local_tag,
+            dialog,
+            neg,
+            cancel_pending: false,
+            cancelled: false,
+            got_provisional: false,
+            ack: None,
+            ok_retransmit: None,
+            bye_after_ack: false,
+            bye_key: None,
+            answered_at: None,
+        }
+    }
+
     /// Whether the call has a final answer yet.
     pub fn is_established(&self) -> bool {
         matches!(
