@@ -26,6 +26,12 @@ pub async fn run(args: AnswerArgs, emit: Emitter) -> Exit {
         Ok(a) => a,
         Err(e) => return e,
     };
+    // Check --play, --record and the devices now rather than at the first
+    // call (the recording is created again for each call).
+    if let Err(e) = open_io(&args.common, AudioFormat::NARROWBAND) {
+        tracing::error!("{e}");
+        return Exit::Audio;
+    }
     let cfg = match &acct {
         Some(a) => phone_config_for(
             args.common.bind,
@@ -62,6 +68,7 @@ pub async fn run(args: AnswerArgs, emit: Emitter) -> Exit {
         });
     };
     let mut handled = 0u32;
+    let mut answered = 0u32;
     let mut live: HashMap<CallHandle, Option<Instant>> = HashMap::new();
     let mut stopping = false;
     let far = Instant::now() + Duration::from_secs(3600 * 24 * 365);
@@ -126,10 +133,15 @@ pub async fn run(args: AnswerArgs, emit: Emitter) -> Exit {
                     if !live.contains_key(&call) {
                         continue;
                     }
-                    match open_io(&args.common, AudioFormat::NARROWBAND) {
+                    answered += 1;
+                    let mut common = args.common.clone();
+                    common.record = common.record.map(|p| numbered(&p, answered));
+                    match open_io(&common, AudioFormat::NARROWBAND) {
                         Ok(io) => {
                             if let Err(e) = phone.answer(call, io).await {
+                                // e.g. no RTP socket: refuse rather than ring forever.
                                 tracing::warn!("cannot answer call {call}: {e}");
+                                phone.reject(call, 503);
                             }
                         }
                         Err(e) => {
@@ -163,4 +175,38 @@ pub async fn run(args: AnswerArgs, emit: Emitter) -> Exit {
     }
     phone.shutdown().await;
     exit
+}
+
+/// The recording of the `n`th answered call: `--record out.wav` names the
+/// first; later calls get `out-2.wav`, `out-3.wav`, ... so that calls never
+/// overwrite each other.
+fn numbered(path: &std::path::Path, n: u32) -> std::path::PathBuf {
+    if n <= 1 {
+        return path.to_path_buf();
+    }
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = match path.extension() {
+        Some(ext) => format!("{stem}-{n}.{}", ext.to_string_lossy()),
+        None => format!("{stem}-{n}"),
+    };
+    path.with_file_name(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn later_calls_record_to_numbered_files() {
+        let p = std::path::Path::new("/tmp/rec/out.wav");
+        assert_eq!(numbered(p, 1), p);
+        assert_eq!(numbered(p, 2), std::path::Path::new("/tmp/rec/out-2.wav"));
+        assert_eq!(
+            numbered(std::path::Path::new("x"), 3),
+            std::path::Path::new("x-3")
+        );
+    }
 }

@@ -76,10 +76,10 @@ pub struct CommonArgs {
     #[arg(long, value_delimiter = ',', default_value = "pcmu,pcma")]
     pub codecs: Vec<CodecArg>,
     /// Hang up this many seconds after the answer.
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", value_parser = seconds)]
     pub duration: Option<f64>,
     /// User part of our Contact and default From.
-    #[arg(long, default_value = "sipline")]
+    #[arg(long, default_value = "sipline", value_parser = user_part)]
     pub user: String,
 }
 
@@ -88,10 +88,10 @@ pub struct CallArgs {
     /// Whom to call, e.g. sip:bob@192.0.2.7:5060.
     pub uri: String,
     /// Our From URI, e.g. sip:alice@example.com.
-    #[arg(long, value_name = "URI")]
+    #[arg(long, value_name = "URI", value_parser = sip_uri)]
     pub from: Option<String>,
     /// Give up (CANCEL) when not answered within this many seconds.
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", value_parser = seconds)]
     pub timeout: Option<f64>,
     #[command(flatten)]
     pub common: CommonArgs,
@@ -102,10 +102,10 @@ pub struct CallArgs {
 #[derive(Debug, Args)]
 pub struct AnswerArgs {
     /// Exit after this many calls.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub count: Option<u32>,
     /// Answer this many seconds after the call arrives (it rings meanwhile).
-    #[arg(long, value_name = "SECS", default_value_t = 0.0)]
+    #[arg(long, value_name = "SECS", default_value_t = 0.0, value_parser = seconds)]
     pub answer_after: f64,
     /// Refuse calls with this status instead of answering (e.g. 486, 603).
     #[arg(long, value_name = "CODE", value_parser = clap::value_parser!(u16).range(400..700))]
@@ -118,8 +118,8 @@ pub struct AnswerArgs {
 
 #[derive(Debug, Args)]
 pub struct LoopbackArgs {
-    /// How long the call lasts after the answer.
-    #[arg(long, value_name = "SECS", default_value_t = 3.0)]
+    /// How long the call lasts after the answer (at least 1 s).
+    #[arg(long, value_name = "SECS", default_value_t = 3.0, value_parser = loopback_seconds)]
     pub duration: f64,
     /// Codec to use.
     #[arg(long, default_value = "pcmu")]
@@ -142,5 +142,75 @@ impl From<CodecArg> for crate::media::codec::CodecKind {
             CodecArg::Pcmu => crate::media::codec::CodecKind::Pcmu,
             CodecArg::Pcma => crate::media::codec::CodecKind::Pcma,
         }
+    }
+}
+
+/// The longest time option accepted (about 115 days).
+const MAX_SECONDS: f64 = 1.0e7;
+
+/// A time in seconds: finite, not negative, at most [`MAX_SECONDS`].
+fn seconds(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !v.is_finite() || !(0.0..=MAX_SECONDS).contains(&v) {
+        return Err(format!("{s:?}: give seconds between 0 and {MAX_SECONDS}"));
+    }
+    Ok(v)
+}
+
+/// A loopback call needs at least a second of audio to measure.
+fn loopback_seconds(s: &str) -> Result<f64, String> {
+    let v = seconds(s)?;
+    if v < 1.0 {
+        return Err(format!("{s:?}: a loopback call lasts at least 1 s"));
+    }
+    Ok(v)
+}
+
+/// A SIP or SIPS URI (for `--from`).
+fn sip_uri(s: &str) -> Result<String, String> {
+    match crate::sip::Uri::parse(s) {
+        Ok(crate::sip::Uri::Sip(_)) => Ok(s.to_string()),
+        _ => Err(format!(
+            "{s:?} is not a SIP URI (e.g. sip:alice@example.com)"
+        )),
+    }
+}
+
+/// A user part that needs no escaping (for `--user`).
+fn user_part(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.!~*'()&=+$,;?/".contains(&b));
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(format!("{s:?} is not a plain SIP user name"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_options_refuse_infinite_negative_and_huge_values() {
+        assert_eq!(seconds("2.5"), Ok(2.5));
+        for bad in ["inf", "nan", "-1", "1e20", "abc"] {
+            assert!(seconds(bad).is_err(), "{bad}");
+        }
+        assert!(loopback_seconds("0").is_err());
+    }
+
+    #[test]
+    fn from_and_user_are_checked() {
+        assert!(sip_uri("sip:a@b").is_ok());
+        assert!(sip_uri("notauri").is_err());
+        assert!(sip_uri("sip:a@b>;evil=1").is_err());
+        assert!(user_part("alice").is_ok());
+        assert!(user_part("a b").is_err());
+        assert!(user_part("").is_err());
+        assert!(user_part("a\r\nX: y").is_err());
     }
 }

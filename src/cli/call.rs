@@ -66,6 +66,7 @@ pub async fn run(args: CallArgs, emit: Emitter) -> Exit {
             phone.shutdown().await;
             return match e {
                 crate::ua::driver::DriverError::BadTarget { .. }
+                | crate::ua::driver::DriverError::Unsupported { .. }
                 | crate::ua::driver::DriverError::Ua(crate::ua::UaError::BadTarget { .. }) => {
                     Exit::Usage
                 }
@@ -75,13 +76,17 @@ pub async fn run(args: CallArgs, emit: Emitter) -> Exit {
     };
     emit.emit(
         "calling",
-        json!({"call": call, "uri": args.uri, "local": phone.local_addr().to_string()}),
-        &format!("calling {} from {}", args.uri, phone.local_addr()),
+        json!({"call": call, "uri": args.uri, "local_port": phone.local_addr().port()}),
+        &format!(
+            "calling {} from port {}",
+            args.uri,
+            phone.local_addr().port()
+        ),
     );
     let far = Instant::now() + Duration::from_secs(3600 * 24 * 365);
-    let ring_deadline = args
+    let mut ring_deadline = args
         .timeout
-        .map(|t| Instant::now() + Duration::from_secs_f64(t.max(0.0)))
+        .map(|t| Instant::now() + Duration::from_secs_f64(t))
         .unwrap_or(far);
     let mut hangup_at = far;
     let mut answered_at = None;
@@ -90,6 +95,7 @@ pub async fn run(args: CallArgs, emit: Emitter) -> Exit {
     // Once we hang up, the call gets this long to end (CANCEL needs a
     // provisional response first, RFC 3261 §9.1; BYE may go unanswered).
     let mut give_up = far;
+    let mut sink_failed = false;
     let exit = loop {
         let next = if answered_at.is_some() {
             hangup_at
@@ -116,7 +122,7 @@ pub async fn run(args: CallArgs, emit: Emitter) -> Exit {
                         );
                         answered_at = Some(Instant::now());
                         if let Some(d) = args.common.duration {
-                            hangup_at = Instant::now() + Duration::from_secs_f64(d.max(0.0));
+                            hangup_at = Instant::now() + Duration::from_secs_f64(d);
                         }
                         if interrupted {
                             phone.hangup(call);
@@ -129,6 +135,7 @@ pub async fn run(args: CallArgs, emit: Emitter) -> Exit {
                     }
                     PhoneEvent::SinkError { detail, .. } => {
                         tracing::error!("recording failed: {detail}");
+                        sink_failed = true;
                     }
                     PhoneEvent::Ua(UaEvent::Registration { event, .. }) => {
                         if let Some(a) = &acct {
@@ -150,11 +157,13 @@ pub async fn run(args: CallArgs, emit: Emitter) -> Exit {
                         (None, false) => Exit::NoAnswer,
                     };
                 }
+                // Each deadline fires once; then only the grace period runs.
                 give_up = Instant::now() + HANGUP_GRACE;
                 if answered_at.is_none() {
                     ring_timeout = true;
                     tracing::info!("no answer within the timeout: cancelling");
                 }
+                ring_deadline = far;
                 hangup_at = far;
                 phone.hangup(call);
             }
@@ -173,5 +182,9 @@ pub async fn run(args: CallArgs, emit: Emitter) -> Exit {
         account::unregister(&phone, &mut events, r, a, &emit).await;
     }
     phone.shutdown().await;
+    // A failed recording is an audio error even when the call went well.
+    if sink_failed && exit == Exit::Ok {
+        return Exit::Audio;
+    }
     exit
 }

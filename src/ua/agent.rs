@@ -664,6 +664,10 @@ impl UserAgent {
         source: SocketAddr,
         now: Instant,
     ) {
+        if self.is_merged_request(&key, &req) {
+            // RFC 3261 §8.2.2.2: the same request arrived by another path.
+            return self.respond(&key, &req, 482, now);
+        }
         let local_tag = self.token(10);
         let mut template = self.media_template.clone();
         let local_ip = self.datagram_local_ip;
@@ -722,6 +726,31 @@ impl UserAgent {
             from,
             to,
         });
+    }
+
+    /// RFC 3261 §8.2.2.2: a request without To tag whose Call-ID, From tag
+    /// and CSeq match a request of a pending transaction (a different one).
+    fn is_merged_request(&self, key: &TransactionKey, req: &Request) -> bool {
+        let (Ok(call_id), Ok(from), Ok(cseq)) = (
+            req.headers.call_id(),
+            req.headers.from_addr(),
+            req.headers.cseq(),
+        ) else {
+            return false;
+        };
+        self.calls.values().any(|c| {
+            c.direction == CallDirection::Incoming
+                && c.invite_key != *key
+                && c.invite.headers.call_id().ok() == Some(call_id)
+                && c.invite
+                    .headers
+                    .from_addr()
+                    .ok()
+                    .as_ref()
+                    .and_then(|f| f.tag())
+                    == from.tag()
+                && c.invite.headers.cseq().ok().as_ref() == Some(&cseq)
+        })
     }
 
     /// Finds the call whose dialog the request belongs to (§12.2.2).

@@ -130,6 +130,13 @@ pub enum DriverError {
     Ua(#[from] super::agent::UaError),
     #[error("the phone task has stopped")]
     Stopped,
+    #[error("{target:?}: {what} is not supported (sipline speaks SIP over UDP)")]
+    Unsupported { target: String, what: String },
+    #[error("cannot send to {dest}: {reason}")]
+    Unreachable {
+        dest: SocketAddr,
+        reason: &'static str,
+    },
 }
 
 /// Handle to a running phone.
@@ -442,7 +449,12 @@ impl Driver {
         io: MediaIo,
         next_hop: Option<&str>,
     ) -> Result<CallHandle, DriverError> {
+        check_udp_target(target)?;
+        if let Some(hop) = next_hop {
+            check_udp_target(hop)?;
+        }
         let dest = resolve_uri(next_hop.unwrap_or(target), self.sip.local_addr()).await?;
+        check_destination(dest, self.sip.local_addr())?;
         let local_ip = advertised_ip(self.sip.local_addr().ip(), Some(dest));
         let (media, local) = self.open_media(local_ip, io).await?;
         let call = self
@@ -696,6 +708,46 @@ async fn bind_even_port(ip: IpAddr) -> Result<UdpSocket, DriverError> {
             addr: SocketAddr::new(ip, 0),
             source,
         })
+}
+
+/// Refuses URIs we cannot reach over UDP: `sips:` (TLS, RFC 3261 §26.2)
+/// and a `transport` parameter other than udp.
+fn check_udp_target(uri: &str) -> Result<(), DriverError> {
+    let unsupported = |what: &str| DriverError::Unsupported {
+        target: uri.to_string(),
+        what: what.to_string(),
+    };
+    let Ok(Uri::Sip(u)) = Uri::parse(uri) else {
+        return Ok(()); // reported as a bad target when resolved
+    };
+    if u.secure {
+        return Err(unsupported("sips: (TLS)"));
+    }
+    match u.params.value("transport") {
+        Some(t) if !t.eq_ignore_ascii_case("udp") => Err(unsupported(&format!("transport={t}"))),
+        _ => Ok(()),
+    }
+}
+
+/// Destinations a UDP socket bound to `local` cannot usefully send to.
+fn check_destination(dest: SocketAddr, local: SocketAddr) -> Result<(), DriverError> {
+    let reason = if dest.port() == 0 {
+        Some("port 0")
+    } else if dest.ip().is_unspecified() || dest.ip().is_multicast() {
+        Some("not a unicast address")
+    } else if matches!(dest.ip(), IpAddr::V4(v4) if v4.is_broadcast()) {
+        Some("a broadcast address")
+    } else if dest.is_ipv6() && local.is_ipv4() {
+        Some("an IPv6 address from an IPv4 socket (use --bind :: or --bind ::1)")
+    } else if dest.is_ipv4() && local.is_ipv6() && !local.ip().is_unspecified() {
+        Some("an IPv4 address from an IPv6 socket")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(DriverError::Unreachable { dest, reason }),
+        None => Ok(()),
+    }
 }
 
 /// The socket address of a SIP URI's host and port (5060, or 5061 for

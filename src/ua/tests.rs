@@ -558,3 +558,22 @@ fn a_second_2xx_from_another_fork_is_acked_and_hung_up_rfc3261_13_2_2_4() {
     );
     assert_eq!(p.a.call_state(call), Some(CallState::Confirmed));
 }
+
+#[test]
+fn merged_invite_arriving_by_another_path_gets_482_rfc3261_8_2_2_2() {
+    let mut p = Pair::new();
+    p.dial();
+    assert_eq!(p.b.call_count(), 1);
+    let invite = sent_invite(&p);
+    let mut again = invite.clone();
+    let via = invite
+        .headers
+        .top_via()
+        .unwrap()
+        .to_string()
+        .replace("branch=z9hG4bK", "branch=z9hG4bKother");
+    again.headers.set("Via", via);
+    let resp = response_to(&mut p, again.to_bytes());
+    assert!(resp.starts_with("SIP/2.0 482 "), "{resp}");
+    assert_eq!(p.b.call_count(), 1, "no second call");
+}
