@@ -369,3 +369,76 @@ fn missing_play_file_is_an_audio_error() {
         "the error names the file"
     );
 }
+
+#[test]
+fn ring_timeout_without_any_response_gives_up_promptly_without_spinning() {
+    // Nothing listens on this port: no provisional response, so no CANCEL
+    // can be sent (RFC 3261 §9.1); the call gives up after the grace time.
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let uri = format!("sip:x@127.0.0.1:{port}");
+    let started = std::time::Instant::now();
+    let mut call = Sipline::spawn(
+        "call",
+        &[
+            "call",
+            &uri,
+            "--bind",
+            "127.0.0.1",
+            "--null-audio",
+            "--timeout",
+            "1",
+        ],
+        &[],
+    );
+    let (code, _) = call.wait_exit(SECS);
+    assert_eq!(code, 5);
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
+    let lines = call.stderr().matches("cancelling").count();
+    assert!(lines <= 2, "the timeout fired {lines} times");
+}
+
+#[test]
+fn unsupported_transports_and_address_families_are_refused_at_once() {
+    for (uri, code) in [
+        ("sips:bob@127.0.0.1:5061", 2),
+        ("sip:bob@127.0.0.1:5060;transport=tcp", 2),
+        ("sip:bob@[::1]:5060", 6),
+        ("sip:bob@127.0.0.1:0", 6),
+    ] {
+        let started = std::time::Instant::now();
+        let mut call = Sipline::spawn(
+            "call",
+            &["call", uri, "--bind", "127.0.0.1", "--null-audio"],
+            &[],
+        );
+        assert_eq!(call.wait_exit(SECS).0, code, "{uri}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{uri} answered at once"
+        );
+    }
+}
+
+#[test]
+fn bad_time_and_identity_options_are_usage_errors() {
+    for args in [
+        &["call", "sip:x@127.0.0.1:9", "--duration", "inf"][..],
+        &["call", "sip:x@127.0.0.1:9", "--timeout", "-1"],
+        &["call", "sip:x@127.0.0.1:9", "--from", "notauri"],
+        &["call", "sip:x@127.0.0.1:9", "--user", "a b"],
+        &["answer", "--answer-after", "1e300"],
+        &["answer", "--count", "0"],
+        &["loopback", "--duration", "0"],
+    ] {
+        let mut p = Sipline::spawn("bad", args, &[]);
+        assert_eq!(p.wait_exit(SECS).0, 2, "{args:?}");
+    }
+}

@@ -10,7 +10,7 @@ use super::account;
 use super::args::AnswerArgs;
 use super::events::Emitter;
 use super::exit::Exit;
-use super::io::open_io;
+use super::io::{check_io, open_io};
 use super::{Signals, phone_config, phone_config_for};
 use crate::media::audio::AudioFormat;
 use crate::ua::{CallHandle, Phone, PhoneEvent, UaEvent};
@@ -28,7 +28,7 @@ pub async fn run(args: AnswerArgs, emit: Emitter) -> Exit {
     };
     // Check --play, --record and the devices now rather than at the first
     // call (the recording is created again for each call).
-    if let Err(e) = open_io(&args.common, AudioFormat::NARROWBAND) {
+    if let Err(e) = check_io(&args.common, AudioFormat::NARROWBAND) {
         tracing::error!("{e}");
         return Exit::Audio;
     }

@@ -1,8 +1,8 @@
 //! Choosing a call's audio source and sink from the command line.
 
 use crate::media::audio::{
-    AudioError, AudioFormat, DeviceChoice, NullSink, NullSource, WavSink, WavSource, open_capture,
-    open_playback,
+    AudioError, AudioFormat, AudioSink, DeviceChoice, NullSink, NullSource, WavSink, WavSource,
+    open_capture, open_playback,
 };
 use crate::ua::MediaIo;
 
@@ -22,6 +22,27 @@ pub fn open_io(args: &CommonArgs, format: AudioFormat) -> Result<MediaIo, AudioE
         (None, false) => open_playback(&choice(&args.output_device), format)?,
     };
     Ok(MediaIo { source, sink })
+}
+
+/// Checks what `open_io` would open for each call, without the default
+/// devices' fallback warnings: the `--play` file, the `--record` location
+/// and any device named with `--input-device`/`--output-device`.
+pub fn check_io(args: &CommonArgs, format: AudioFormat) -> Result<(), AudioError> {
+    if let Some(path) = &args.play {
+        WavSource::open(path, format)?;
+    }
+    if let Some(path) = &args.record {
+        WavSink::create(path, format)?.finish()?;
+    }
+    if !args.null_audio {
+        if let (None, Some(name)) = (&args.play, &args.input_device) {
+            open_capture(&DeviceChoice::Named(name.clone()), format)?;
+        }
+        if let (None, Some(name)) = (&args.record, &args.output_device) {
+            open_playback(&DeviceChoice::Named(name.clone()), format)?;
+        }
+    }
+    Ok(())
 }
 
 fn choice(name: &Option<String>) -> DeviceChoice {
