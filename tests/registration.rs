@@ -338,3 +338,56 @@ fn interval_too_brief_is_retried_with_min_expires() {
     let registered = events.iter().find(|e| e["event"] == "registered").unwrap();
     assert_eq!(registered["expires"], 120);
 }
+
+#[test]
+fn callee_hangs_up_through_the_proxy_and_both_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = Kamailio::start(&[("alice", "pw-alice"), ("bob", "pw-bob")], options());
+    let pw_a = password_file(dir.path(), "a", "pw-alice");
+    let pw_b = password_file(dir.path(), "b", "pw-bob");
+    let mut bob_args = vec![
+        "answer".to_string(),
+        "--bind".into(),
+        "127.0.0.1".into(),
+        "--local-port".into(),
+        "0".into(),
+        "--count".into(),
+        "1".into(),
+        "--null-audio".into(),
+        "--duration".into(),
+        "2".into(),
+    ];
+    bob_args.extend(account_args(&k, "bob", &pw_b));
+    let mut bob = Sipline::spawn("bob", &strs(&bob_args), &trace());
+    bob.wait_event("listening", SECS);
+    let mut alice_args = vec![
+        "call".to_string(),
+        format!("sip:bob@{DOMAIN}"),
+        "--bind".into(),
+        "127.0.0.1".into(),
+        "--null-audio".into(),
+    ];
+    alice_args.extend(account_args(&k, "alice", &pw_a));
+    let mut alice = Sipline::spawn("alice", &strs(&alice_args), &[]);
+    let (code, events) = alice.wait_exit(SECS);
+    assert_eq!(code, 0, "{events:?}\n{}", alice.stderr());
+    let ended = events.iter().find(|e| e["event"] == "ended").unwrap();
+    assert_eq!(ended["reason"]["kind"], "remote_hangup");
+    let (code, events) = bob.wait_exit(SECS);
+    assert_eq!(code, 0, "{events:?}");
+    let ended = events.iter().find(|e| e["event"] == "ended").unwrap();
+    assert_eq!(ended["reason"]["kind"], "local_hangup");
+    // Bob's BYE followed the route set: it went to the proxy with a Route header.
+    let bye = bob
+        .stderr()
+        .split("sent to")
+        .skip(1)
+        .find(|m| m.contains("BYE sip:"))
+        .map(str::to_string)
+        .expect("bob sent a BYE");
+    assert!(
+        bye.starts_with(&format!(" {}:", k.addr())),
+        "BYE sent to the proxy: {bye}"
+    );
+    assert!(bye.contains("Route:"), "with the Record-Route set: {bye}");
+}
