@@ -442,3 +442,33 @@ fn bad_time_and_identity_options_are_usage_errors() {
         assert_eq!(p.wait_exit(SECS).0, 2, "{args:?}");
     }
 }
+
+#[test]
+fn a_peer_that_dies_mid_call_is_hung_up_after_the_rtp_timeout() {
+    let (mut answer, port) =
+        Sipline::answer(&["--count", "1", "--null-audio", "--rtp-timeout", "2"]);
+    let uri = format!("sip:test@127.0.0.1:{port}");
+    let mut call = Sipline::spawn(
+        "call",
+        &["call", &uri, "--bind", "127.0.0.1", "--null-audio"],
+        &[],
+    );
+    call.wait_event("answered", SECS);
+    answer.wait_event("answered", SECS);
+    std::thread::sleep(Duration::from_secs(1));
+    call.signal("KILL");
+    let started = std::time::Instant::now();
+    let (code, events) = answer.wait_exit(SECS);
+    assert_eq!(code, 0, "{events:?}");
+    assert!(events.iter().any(|e| e["event"] == "media_timeout"));
+    let ended = events
+        .iter()
+        .find(|e| e["event"] == "ended")
+        .expect("ended event");
+    assert_eq!(ended["reason"]["kind"], "media_timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
+}

@@ -13,7 +13,7 @@ use super::exit::Exit;
 use super::io::{check_io, open_io};
 use super::{Signals, phone_config, phone_config_for};
 use crate::media::audio::AudioFormat;
-use crate::ua::{CallHandle, Phone, PhoneEvent, UaEvent};
+use crate::ua::{CallHandle, Phone, PhoneConfig, PhoneEvent, UaEvent};
 
 enum Timer {
     Answer(CallHandle),
@@ -41,6 +41,10 @@ pub async fn run(args: AnswerArgs, emit: Emitter) -> Exit {
             &args.common.codecs,
         ),
         None => phone_config(&args.common, 5060),
+    };
+    let cfg = PhoneConfig {
+        rtp_timeout: super::rtp_timeout(args.common.rtp_timeout),
+        ..cfg
     };
     let (phone, mut events) = match Phone::start(cfg).await {
         Ok(p) => p,
@@ -121,6 +125,11 @@ pub async fn run(args: AnswerArgs, emit: Emitter) -> Exit {
                             account::emit_registration(&emit, a, &event);
                         }
                     }
+                    PhoneEvent::MediaTimeout { call, silent_for } => emit.emit(
+                        "media_timeout",
+                        json!({"call": call, "silent_s": silent_for.as_secs_f64()}),
+                        &format!("no audio from the peer for {:.0} s: hanging up", silent_for.as_secs_f64()),
+                    ),
                     PhoneEvent::SinkError { detail, .. } => {
                         tracing::error!("recording failed: {detail}");
                         exit = Exit::Audio;

@@ -78,6 +78,10 @@ pub struct CommonArgs {
     /// Hang up this many seconds after the answer.
     #[arg(long, value_name = "SECS", value_parser = seconds)]
     pub duration: Option<f64>,
+    /// Hang up when the peer has sent no RTP for this long (after its
+    /// first packet); 0 never.
+    #[arg(long, value_name = "SECS", default_value_t = 60.0, value_parser = seconds)]
+    pub rtp_timeout: f64,
     /// User part of our Contact and default From.
     #[arg(long, default_value = "sipline", value_parser = user_part)]
     pub user: String,

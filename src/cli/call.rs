@@ -11,7 +11,7 @@ use super::exit::Exit;
 use super::io::open_io;
 use super::{Signals, phone_config, phone_config_for};
 use crate::media::audio::AudioFormat;
-use crate::ua::{Phone, PhoneEvent, UaEvent};
+use crate::ua::{Phone, PhoneConfig, PhoneEvent, UaEvent};
 
 /// How long a hang-up may take before we exit anyway.
 const HANGUP_GRACE: Duration = Duration::from_secs(5);
@@ -22,7 +22,7 @@ pub async fn run(args: CallArgs, emit: Emitter) -> Exit {
         Ok(a) => a,
         Err(e) => return e,
     };
-    let mut cfg = match &acct {
+    let cfg = match &acct {
         Some(a) => phone_config_for(
             args.common.bind,
             args.common.local_port,
@@ -31,6 +31,10 @@ pub async fn run(args: CallArgs, emit: Emitter) -> Exit {
             &args.common.codecs,
         ),
         None => phone_config(&args.common, 0),
+    };
+    let mut cfg = PhoneConfig {
+        rtp_timeout: super::rtp_timeout(args.common.rtp_timeout),
+        ..cfg
     };
     if args.from.is_some() {
         cfg.ua.from = args.from.clone();
@@ -133,6 +137,11 @@ pub async fn run(args: CallArgs, emit: Emitter) -> Exit {
                         emit.ended(call, &reason, stats.as_ref(), codec, dur);
                         break Exit::for_end(&reason, interrupted, ring_timeout);
                     }
+                    PhoneEvent::MediaTimeout { call, silent_for } => emit.emit(
+                        "media_timeout",
+                        json!({"call": call, "silent_s": silent_for.as_secs_f64()}),
+                        &format!("no audio from the peer for {:.0} s: hanging up", silent_for.as_secs_f64()),
+                    ),
                     PhoneEvent::SinkError { detail, .. } => {
                         tracing::error!("recording failed: {detail}");
                         sink_failed = true;

@@ -97,5 +97,6 @@ pub fn describe_end(reason: &EndReason) -> String {
         EndReason::NoAck => "our answer was never acknowledged".into(),
         EndReason::TransportError => "network error".into(),
         EndReason::MediaFailure { detail } => format!("unusable media: {detail}"),
+        EndReason::MediaTimeout => "no audio from the peer (RTP timeout)".into(),
     }
 }

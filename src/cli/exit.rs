@@ -50,7 +50,7 @@ impl Exit {
                 _ => Exit::Failed,
             },
             EndReason::Timeout => Exit::NoAnswer,
-            EndReason::TransportError => Exit::Network,
+            EndReason::TransportError | EndReason::MediaTimeout => Exit::Network,
             EndReason::MediaFailure { .. } | EndReason::NoAck => Exit::Failed,
             EndReason::RemoteCancelled | EndReason::LocalReject { .. } => Exit::Failed,
         }

@@ -105,6 +105,7 @@ fn phone_config(codec: CodecKind) -> PhoneConfig {
             route: Vec::new(),
         },
         codecs: vec![codec],
+        rtp_timeout: None,
     }
 }
 

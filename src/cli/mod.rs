@@ -43,6 +43,7 @@ pub fn user_agent() -> String {
 pub fn phone_config(args: &CommonArgs, default_port: u16) -> PhoneConfig {
     let mut cfg = phone_config_for(args.bind, args.local_port, default_port, None, &args.codecs);
     cfg.ua.user = args.user.clone();
+    cfg.rtp_timeout = rtp_timeout(args.rtp_timeout);
     cfg
 }
 
@@ -80,7 +81,13 @@ pub fn phone_config_for(
                 .unwrap_or_default(),
         },
         codecs: codecs.into_iter().map(Into::into).collect(),
+        rtp_timeout: Some(std::time::Duration::from_secs(60)),
     }
+}
+
+/// `--rtp-timeout SECS` (0: never).
+pub fn rtp_timeout(secs: f64) -> Option<std::time::Duration> {
+    (secs > 0.0).then(|| std::time::Duration::from_secs_f64(secs))
 }
 
 /// The loopback address of the same family as `ip`.

@@ -72,6 +72,8 @@ pub enum EndReason {
     TransportError,
     /// The answer's SDP was unusable; the call was hung up.
     MediaFailure { detail: String },
+    /// The peer stopped sending RTP; we sent BYE without waiting for it.
+    MediaTimeout,
 }
 
 /// Events for the shell and the user.
@@ -433,6 +435,22 @@ impl UserAgent {
         }
         self.drain_tx(now);
         Ok(())
+    }
+
+    /// Ends a call whose peer has gone silent (no RTP): BYE (or CANCEL)
+    /// goes out, but the call ends now instead of after Timer F.
+    pub fn abandon(&mut self, call: CallHandle, now: Instant) {
+        let confirmed = self
+            .calls
+            .get(&call)
+            .is_some_and(|c| c.state == CallState::Confirmed);
+        if confirmed {
+            self.send_bye(call, now);
+        } else if let Err(e) = self.hangup(call, now) {
+            tracing::debug!("abandon: {e}");
+        }
+        self.end_call(call, EndReason::MediaTimeout);
+        self.drain_tx(now);
     }
 
     /// §9.1: CANCEL copies the INVITE's Request-URI, Call-ID, To, From,

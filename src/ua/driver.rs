@@ -46,6 +46,9 @@ pub struct PhoneConfig {
     pub ua: UaConfig,
     /// Codecs in order of preference.
     pub codecs: Vec<CodecKind>,
+    /// Hang up a call when no RTP has arrived for this long after the
+    /// first packet (the peer died); `None` disables it.
+    pub rtp_timeout: Option<Duration>,
 }
 
 /// Commands to the phone task.
@@ -115,6 +118,11 @@ pub enum PhoneEvent {
         call: CallHandle,
         detail: String,
     },
+    /// No RTP for the configured time: the call is being hung up.
+    MediaTimeout {
+        call: CallHandle,
+        silent_for: Duration,
+    },
 }
 
 /// Errors the shell reports.
@@ -182,6 +190,7 @@ impl Phone {
             rtp: mpsc::unbounded_channel(),
             rng: StdRng::seed_from_u64(ua_cfg.seed ^ 0x5eed),
             route_cache: HashMap::new(),
+            rtp_timeout: cfg.rtp_timeout,
         };
         let task = tokio::spawn(driver.run());
         Ok((
@@ -315,6 +324,10 @@ struct CallMedia {
     playback: Vec<i16>,
     source_finished: bool,
     sink_failed: bool,
+    /// When the last RTP packet arrived (None before the first one).
+    last_rtp: Option<std::time::Instant>,
+    /// Hung up by us: no more audio in or out while the BYE completes.
+    stopped: bool,
 }
 
 impl Drop for CallMedia {
@@ -339,6 +352,7 @@ struct Driver {
     rng: StdRng,
     /// Local address used towards each peer address (wildcard binds).
     route_cache: HashMap<IpAddr, IpAddr>,
+    rtp_timeout: Option<Duration>,
 }
 
 impl Driver {
@@ -371,7 +385,10 @@ impl Driver {
                 Some((call, data, from)) = self.rtp.1.recv() => {
                     if let Some(m) = self.calls.get_mut(&call)
                         && let Some(s) = m.session.as_mut() {
-                            s.handle_datagram(&data, from, std::time::Instant::now());
+                            let now = std::time::Instant::now();
+                            if s.handle_datagram(&data, from, now) == crate::media::rtp::Kind::Rtp {
+                                m.last_rtp = Some(now);
+                            }
                         }
                 }
                 _ = sleep => self.ua.handle_timeout(std::time::Instant::now()),
@@ -434,11 +451,7 @@ impl Driver {
                     tracing::warn!("reject: {e}");
                 }
             }
-            Command::Hangup { call } => {
-                if let Err(e) = self.ua.hangup(call, now) {
-                    tracing::warn!("hangup: {e}");
-                }
-            }
+            Command::Hangup { call } => self.hangup(call, now),
             Command::Shutdown => {}
         }
     }
@@ -550,14 +563,57 @@ impl Driver {
             playback: Vec::new(),
             source_finished: false,
             sink_failed: false,
+            last_rtp: None,
+            stopped: false,
         }
     }
 
     /// Every 20 ms: one frame from each call's source into its session, and
     /// one frame from its session into its sink.
+    /// Hangs up and stops the call's audio at once (the recording ends
+    /// here, not when the BYE completes).
+    fn hangup(&mut self, call: CallHandle, now: std::time::Instant) {
+        if let Some(m) = self.calls.get_mut(&call) {
+            m.stopped = true;
+        }
+        if let Err(e) = self.ua.hangup(call, now) {
+            tracing::warn!("hangup: {e}");
+        }
+    }
+
+    /// Calls whose peer has sent no RTP for longer than the timeout.
+    fn check_rtp_timeouts(&mut self, now: std::time::Instant) {
+        let Some(limit) = self.rtp_timeout else {
+            return;
+        };
+        let dead: Vec<(CallHandle, Duration)> = self
+            .calls
+            .iter()
+            .filter(|(_, m)| !m.stopped && m.session.as_ref().is_some_and(|s| s.config().recv))
+            .filter_map(|(c, m)| {
+                let silent = now.saturating_duration_since(m.last_rtp?);
+                (silent > limit).then_some((*c, silent))
+            })
+            .collect();
+        for (call, silent_for) in dead {
+            tracing::warn!("no RTP for {silent_for:?}: hanging up call {call}");
+            let _ = self
+                .events
+                .send(PhoneEvent::MediaTimeout { call, silent_for });
+            if let Some(m) = self.calls.get_mut(&call) {
+                m.stopped = true;
+            }
+            self.ua.abandon(call, now);
+        }
+    }
+
     fn on_media_tick(&mut self) {
         let now = std::time::Instant::now();
+        self.check_rtp_timeouts(now);
         for (call, m) in self.calls.iter_mut() {
+            if m.stopped {
+                continue;
+            }
             let Some(session) = m.session.as_mut() else {
                 continue;
             };
