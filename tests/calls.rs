@@ -472,3 +472,37 @@ fn a_peer_that_dies_mid_call_is_hung_up_after_the_rtp_timeout() {
         started.elapsed()
     );
 }
+
+#[test]
+fn dtmf_digits_sent_by_the_caller_are_reported_by_the_callee_rfc4733() {
+    let (mut answer, port) = Sipline::answer(&["--count", "1", "--null-audio"]);
+    let uri = format!("sip:test@127.0.0.1:{port}");
+    let mut call = Sipline::spawn(
+        "call",
+        &[
+            "call",
+            &uri,
+            "--bind",
+            "127.0.0.1",
+            "--null-audio",
+            "--dtmf",
+            "159#",
+            "--dtmf-after",
+            "0.3",
+            "--duration",
+            "2.5",
+        ],
+        &[],
+    );
+    let (code, events) = call.wait_exit(SECS);
+    assert_eq!(code, 0, "{events:?}");
+    assert!(events.iter().any(|e| e["event"] == "dtmf_sent"));
+    let (code, events) = answer.wait_exit(SECS);
+    assert_eq!(code, 0);
+    let digits: String = events
+        .iter()
+        .filter(|e| e["event"] == "dtmf")
+        .map(|e| e["digit"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(digits, "159#", "exactly those digits, once each");
+}

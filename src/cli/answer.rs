@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 
 use super::account;
 use super::args::AnswerArgs;
-use super::events::Emitter;
+use super::events::{Emitter, emit_dtmf};
 use super::exit::Exit;
 use super::io::{check_io, open_io};
 use super::{Signals, phone_config, phone_config_for};
@@ -125,6 +125,8 @@ pub async fn run(args: AnswerArgs, emit: Emitter) -> Exit {
                             account::emit_registration(&emit, a, &event);
                         }
                     }
+                    PhoneEvent::Dtmf { call, digit }
+                    | PhoneEvent::Ua(UaEvent::Dtmf { call, digit }) => emit_dtmf(&emit, call, digit),
                     PhoneEvent::MediaTimeout { call, silent_for } => emit.emit(
                         "media_timeout",
                         json!({"call": call, "silent_s": silent_for.as_secs_f64()}),

@@ -97,6 +97,12 @@ pub struct CallArgs {
     /// Give up (CANCEL) when not answered within this many seconds.
     #[arg(long, value_name = "SECS", value_parser = seconds)]
     pub timeout: Option<f64>,
+    /// Send these DTMF digits (0-9 * # A-D) as RFC 4733 events after the answer.
+    #[arg(long, value_name = "DIGITS", value_parser = dtmf_digits)]
+    pub dtmf: Option<String>,
+    /// Seconds after the answer before the DTMF digits are sent.
+    #[arg(long, value_name = "SECS", default_value_t = 1.0, value_parser = seconds)]
+    pub dtmf_after: f64,
     #[command(flatten)]
     pub common: CommonArgs,
     #[command(flatten)]
@@ -170,6 +176,18 @@ fn loopback_seconds(s: &str) -> Result<f64, String> {
         return Err(format!("{s:?}: a loopback call lasts at least 1 s"));
     }
     Ok(v)
+}
+
+/// DTMF digits (for `--dtmf`).
+fn dtmf_digits(s: &str) -> Result<String, String> {
+    match s
+        .chars()
+        .find(|c| crate::media::dtmf::digit_to_event(*c).is_none())
+    {
+        Some(c) => Err(format!("{c:?} is not a DTMF digit (0-9, *, #, A-D)")),
+        None if s.is_empty() => Err("no digits".into()),
+        None => Ok(s.to_string()),
+    }
 }
 
 /// A SIP or SIPS URI (for `--from`).

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::account;
 use super::args::CallArgs;
-use super::events::Emitter;
+use super::events::{Emitter, emit_dtmf};
 use super::exit::Exit;
 use super::io::open_io;
 use super::{Signals, phone_config, phone_config_for};
@@ -100,6 +100,7 @@ pub async fn run(args: CallArgs, emit: Emitter) -> Exit {
     // provisional response first, RFC 3261 §9.1; BYE may go unanswered).
     let mut give_up = far;
     let mut sink_failed = false;
+    let mut dtmf_at = far;
     let exit = loop {
         let next = if answered_at.is_some() {
             hangup_at
@@ -125,6 +126,9 @@ pub async fn run(args: CallArgs, emit: Emitter) -> Exit {
                             &format!("answered after {setup:.2} s"),
                         );
                         answered_at = Some(Instant::now());
+                        if args.dtmf.is_some() {
+                            dtmf_at = Instant::now() + Duration::from_secs_f64(args.dtmf_after);
+                        }
                         if let Some(d) = args.common.duration {
                             hangup_at = Instant::now() + Duration::from_secs_f64(d);
                         }
@@ -137,6 +141,8 @@ pub async fn run(args: CallArgs, emit: Emitter) -> Exit {
                         emit.ended(call, &reason, stats.as_ref(), codec, dur);
                         break Exit::for_end(&reason, interrupted, ring_timeout);
                     }
+                    PhoneEvent::Dtmf { call, digit }
+                    | PhoneEvent::Ua(UaEvent::Dtmf { call, digit }) => emit_dtmf(&emit, call, digit),
                     PhoneEvent::MediaTimeout { call, silent_for } => emit.emit(
                         "media_timeout",
                         json!({"call": call, "silent_s": silent_for.as_secs_f64()}),
@@ -155,6 +161,19 @@ pub async fn run(args: CallArgs, emit: Emitter) -> Exit {
                         tracing::info!("refused a {method} with {status}: {detail}");
                     }
                     _ => {}
+                }
+            }
+            _ = tokio::time::sleep_until(dtmf_at.into()) => {
+                dtmf_at = far;
+                if let Some(digits) = &args.dtmf {
+                    match phone.send_dtmf(call, digits).await {
+                        Ok(()) => emit.emit(
+                            "dtmf_sent",
+                            json!({"call": call, "digits": digits}),
+                            &format!("sending DTMF {digits}"),
+                        ),
+                        Err(e) => tracing::warn!("cannot send DTMF: {e}"),
+                    }
                 }
             }
             _ = tokio::time::sleep_until(next.into()) => {

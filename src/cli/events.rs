@@ -84,6 +84,15 @@ impl Emitter {
     }
 }
 
+/// A received DTMF digit.
+pub fn emit_dtmf(emit: &Emitter, call: u64, digit: char) {
+    emit.emit(
+        "dtmf",
+        json!({"call": call, "digit": digit.to_string()}),
+        &format!("DTMF {digit}"),
+    );
+}
+
 /// A short human description of why a call ended.
 pub fn describe_end(reason: &EndReason) -> String {
     match reason {

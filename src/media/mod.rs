@@ -4,6 +4,7 @@
 
 pub mod audio;
 pub mod codec;
+pub mod dtmf;
 pub mod jitter;
 pub mod rtp;
 pub mod session;

@@ -17,6 +17,7 @@ use rand::Rng;
 use serde::Serialize;
 
 use super::codec::{CodecKind, Decoder, Encoder};
+use super::dtmf::{BadDigit, DtmfReceiver, DtmfSender};
 use super::jitter::{Frame, JitterBuffer};
 use super::rtp::{Kind, RtpPacket, RtpSender, classify};
 
@@ -105,6 +106,15 @@ pub struct MediaStats {
     pub ssrc_changes: u64,
 }
 
+/// Why DTMF cannot be sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DtmfError {
+    #[error("the peer did not negotiate telephone-event")]
+    NotNegotiated,
+    #[error(transparent)]
+    BadDigit(#[from] BadDigit),
+}
+
 /// One call's audio stream; see the module documentation.
 pub struct MediaSession {
     config: MediaConfig,
@@ -119,6 +129,8 @@ pub struct MediaSession {
     talk_spurt: bool,
     last_source: Option<SocketAddr>,
     stats: MediaStats,
+    dtmf_out: DtmfSender,
+    dtmf_in: DtmfReceiver,
 }
 
 impl std::fmt::Debug for MediaSession {
@@ -145,8 +157,49 @@ impl MediaSession {
             talk_spurt: true,
             last_source: None,
             stats: MediaStats::default(),
+            dtmf_out: DtmfSender::default(),
+            dtmf_in: DtmfReceiver::default(),
             config,
         }
+    }
+
+    /// Queues DTMF digits to send as RFC 4733 telephone-events with the
+    /// negotiated payload type.
+    pub fn send_dtmf(&mut self, digits: &str) -> Result<(), DtmfError> {
+        if self.config.telephone_event_pt.is_none() {
+            return Err(DtmfError::NotNegotiated);
+        }
+        self.dtmf_out.queue(digits).map_err(DtmfError::BadDigit)
+    }
+
+    /// The next DTMF digit received.
+    pub fn poll_dtmf(&mut self) -> Option<char> {
+        self.dtmf_in.poll()
+    }
+
+    /// Sends this frame's telephone-event packets instead of audio; false
+    /// when no event is due.
+    fn push_dtmf(&mut self, remote: SocketAddr, samples: u32) -> bool {
+        let Some(pt) = self.config.telephone_event_pt else {
+            return false;
+        };
+        let ts = self.sender.next_timestamp();
+        let packets = self
+            .dtmf_out
+            .next_frame(ts, samples, self.config.clock_rate);
+        if packets.is_empty() {
+            return false;
+        }
+        for p in packets {
+            let datagram = self
+                .sender
+                .packetize_at(pt, p.timestamp, &p.payload, p.marker);
+            self.stats.packets_sent += 1;
+            self.transmit.push_back((remote, datagram));
+        }
+        self.sender.skip(samples);
+        self.talk_spurt = true;
+        true
     }
 
     /// The configuration in force.
@@ -189,6 +242,8 @@ impl MediaSession {
         };
         if Some(packet.payload_type) == self.config.telephone_event_pt {
             self.stats.telephone_events_received += 1;
+            self.dtmf_in
+                .push(packet.ssrc, packet.timestamp, &packet.payload);
             return;
         }
         if packet.payload_type != self.config.payload_type {
@@ -214,6 +269,9 @@ impl MediaSession {
             self.talk_spurt = true;
             return;
         };
+        if self.push_dtmf(remote, samples) {
+            return;
+        }
         self.payload.clear();
         self.encoder.encode(pcm, &mut self.payload);
         let datagram =

@@ -108,6 +108,11 @@ pub enum UaEvent {
         reg: super::accounts::RegHandle,
         event: super::accounts::RegEvent,
     },
+    /// A DTMF digit sent by SIP INFO (`application/dtmf-relay`).
+    Dtmf {
+        call: CallHandle,
+        digit: char,
+    },
     /// A request we refused before any call processing (RFC 3261 §8.2).
     Rejected {
         method: String,
@@ -913,10 +918,17 @@ impl UserAgent {
         let _ = self.tx.send_response(&key, resp, now);
     }
 
+    /// INFO within a dialog: 200, and a DTMF digit when the body is
+    /// `application/dtmf-relay` (`Signal=5`).
     fn on_in_dialog_ok(&mut self, key: TransactionKey, req: Request, now: Instant) {
-        match self.find_dialog_call(&req) {
-            Some(_) => self.respond(&key, &req, 200, now),
-            None => self.respond(&key, &req, 481, now),
+        let Some(call) = self.find_dialog_call(&req) else {
+            return self.respond(&key, &req, 481, now);
+        };
+        self.respond(&key, &req, 200, now);
+        if req.headers.content_type().as_deref() == Some("application/dtmf-relay")
+            && let Some(digit) = dtmf_relay_signal(&req.body)
+        {
+            self.emit(UaEvent::Dtmf { call, digit });
         }
     }
 
@@ -1204,6 +1216,19 @@ impl UserAgent {
             .and_then(|c| c.answered_at)
             .map(|t| now.saturating_duration_since(t))
     }
+}
+
+/// The digit of an `application/dtmf-relay` body (`Signal=5\r\nDuration=160`).
+fn dtmf_relay_signal(body: &[u8]) -> Option<char> {
+    let text = std::str::from_utf8(body).ok()?;
+    text.lines().find_map(|line| {
+        let (name, value) = line.split_once('=')?;
+        if !name.trim().eq_ignore_ascii_case("signal") {
+            return None;
+        }
+        let c = value.trim().chars().next()?;
+        crate::media::dtmf::digit_to_event(c).map(|_| c.to_ascii_uppercase())
+    })
 }
 
 /// The address of a dialog's next hop: a literal first Route or remote

@@ -26,7 +26,7 @@ use super::digest::Credentials;
 use super::registration::RegistrationConfig;
 use crate::media::audio::{AudioSink, AudioSource};
 use crate::media::codec::CodecKind;
-use crate::media::session::{MediaConfig, MediaSession, MediaStats};
+use crate::media::session::{DtmfError, MediaConfig, MediaSession, MediaStats};
 use crate::sdp::{Direction, LocalMedia, NegotiatedMedia};
 use crate::sip::{Uri, uri::Host};
 use crate::transport::canonical_ip;
@@ -70,6 +70,11 @@ enum Command {
         reply: oneshot::Sender<bool>,
     },
     Credentials(Option<Credentials>),
+    Dtmf {
+        call: CallHandle,
+        digits: String,
+        reply: oneshot::Sender<Result<(), DtmfError>>,
+    },
     Answer {
         call: CallHandle,
         io: MediaIo,
@@ -122,6 +127,11 @@ pub enum PhoneEvent {
     MediaTimeout {
         call: CallHandle,
         silent_for: Duration,
+    },
+    /// A DTMF digit arrived as an RFC 4733 telephone-event.
+    Dtmf {
+        call: CallHandle,
+        digit: char,
     },
 }
 
@@ -230,6 +240,19 @@ impl Phone {
             })
             .map_err(|_| DriverError::Stopped)?;
         rx.await.map_err(|_| DriverError::Stopped)?
+    }
+
+    /// Sends DTMF digits in the call's RTP stream (RFC 4733).
+    pub async fn send_dtmf(&self, call: CallHandle, digits: &str) -> Result<(), DtmfError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Dtmf {
+                call,
+                digits: digits.to_string(),
+                reply,
+            })
+            .map_err(|_| DtmfError::NotNegotiated)?;
+        rx.await.unwrap_or(Err(DtmfError::NotNegotiated))
     }
 
     /// The credentials used to answer challenges.
@@ -389,6 +412,9 @@ impl Driver {
                             if s.handle_datagram(&data, from, now) == crate::media::rtp::Kind::Rtp {
                                 m.last_rtp = Some(now);
                             }
+                            while let Some(digit) = s.poll_dtmf() {
+                                let _ = self.events.send(PhoneEvent::Dtmf { call, digit });
+                            }
                         }
                 }
                 _ = sleep => self.ua.handle_timeout(std::time::Instant::now()),
@@ -442,6 +468,17 @@ impl Driver {
                 let _ = reply.send(self.ua.unregister(reg, now));
             }
             Command::Credentials(c) => self.ua.set_credentials(c),
+            Command::Dtmf {
+                call,
+                digits,
+                reply,
+            } => {
+                let r = match self.calls.get_mut(&call).and_then(|m| m.session.as_mut()) {
+                    Some(s) => s.send_dtmf(&digits),
+                    None => Err(DtmfError::NotNegotiated),
+                };
+                let _ = reply.send(r);
+            }
             Command::Answer { call, io, reply } => {
                 let r = self.answer(call, io, now).await;
                 let _ = reply.send(r);

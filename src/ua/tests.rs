@@ -363,8 +363,9 @@ fn response_to(p: &mut Pair, data: Vec<u8>) -> String {
     p.b.handle_datagram(&data, addr(A), addr(B).ip(), p.now);
     let mut out = None;
     while let Some(o) = p.b.poll_output() {
-        if let UaOutput::Transmit(t) = o {
-            out = Some(String::from_utf8(t.payload).unwrap());
+        match o {
+            UaOutput::Transmit(t) => out = Some(String::from_utf8(t.payload).unwrap()),
+            UaOutput::Event(e) => p.b_events.push(e),
         }
     }
     out.expect("a response")
@@ -576,4 +577,40 @@ fn merged_invite_arriving_by_another_path_gets_482_rfc3261_8_2_2_2() {
     let resp = response_to(&mut p, again.to_bytes());
     assert!(resp.starts_with("SIP/2.0 482 "), "{resp}");
     assert_eq!(p.b.call_count(), 1, "no second call");
+}
+
+#[test]
+fn info_with_dtmf_relay_reports_the_digit() {
+    let mut p = Pair::new();
+    let call = p.dial();
+    let incoming = p.incoming();
+    p.b.answer(incoming, media("127.0.0.2", 50000), p.now)
+        .unwrap();
+    p.settle();
+    let _ = call;
+    // A sends INFO in the dialog, built by hand from the INVITE's headers.
+    let invite = sent_invite(&p);
+    let to_tag = p
+        .raw
+        .iter()
+        .find(|(f, d)| f == "b" && d.starts_with(b"SIP/2.0 200"))
+        .and_then(|(_, d)| match parse_datagram(d).ok()? {
+            SipMessage::Response(r) => r.headers.to_addr().ok()?.tag().map(str::to_string),
+            _ => None,
+        })
+        .unwrap();
+    let body = "Signal=5\r\nDuration=160\r\n";
+    let info = format!(
+        "INFO sip:bob@127.0.0.2:5062 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKinfo1\r\nMax-Forwards: 70\r\nFrom: {}\r\nTo: <sip:bob@127.0.0.2:5062>;tag={to_tag}\r\nCall-ID: {}\r\nCSeq: 2 INFO\r\nContent-Type: application/dtmf-relay\r\nContent-Length: {}\r\n\r\n{body}",
+        invite.headers.get("From").unwrap(),
+        invite.headers.call_id().unwrap(),
+        body.len()
+    );
+    let resp = response_to(&mut p, info.into_bytes());
+    assert!(resp.starts_with("SIP/2.0 200"), "{resp}");
+    p.settle();
+    assert!(has(&p.b_events, |e| matches!(
+        e,
+        UaEvent::Dtmf { digit: '5', .. }
+    )));
 }

@@ -57,6 +57,25 @@ impl RtpSender {
         self.header.timestamp = self.header.timestamp.wrapping_add(samples);
     }
 
+    /// A packet of another payload type at an explicit timestamp (RFC 4733
+    /// §2.5.1: every packet of one telephone-event carries the event's start
+    /// timestamp); the sequence number moves on, the running timestamp not.
+    pub fn packetize_at(
+        &mut self,
+        payload_type: u8,
+        timestamp: u32,
+        payload: &[u8],
+        marker: bool,
+    ) -> Bytes {
+        let (pt, ts) = (self.header.payload_type, self.header.timestamp);
+        self.header.payload_type = payload_type;
+        self.header.timestamp = timestamp;
+        let packet = self.packetize(payload, 0, marker);
+        self.header.payload_type = pt;
+        self.header.timestamp = ts;
+        packet
+    }
+
     /// Builds the next RTP packet around `payload`, which holds `samples`
     /// sampling periods. `marker` flags the first packet of a talk spurt
     /// (RFC 3551 §4.1). Sequence number and timestamp then move on, wrapping.
