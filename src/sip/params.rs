@@ -115,9 +115,8 @@ fn quoted_body_ends_at_end(s: &str) -> bool {
     let mut chars = s.chars();
     while let Some(c) = chars.next() {
         match c {
-            '\\' if chars.next().is_none() => {
-                return false;
-            }
+            // The guard consumes the escaped character of a quoted-pair.
+            '\\' if chars.next().is_none() => return false,
             '"' => return chars.next().is_none(),
             _ => {}
         }

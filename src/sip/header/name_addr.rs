@@ -21,7 +21,8 @@ pub struct NameAddr {
 /// A malformed name-addr.
 #[derive(Debug, thiserror::Error, PartialEq, Eq, Clone)]
 pub enum NameAddrError {
-    #[error("unterminated quoted display name in {value:?}")]
+    /// Also reported for a raw control character inside the quotes.
+    #[error("unterminated or malformed quoted display name in {value:?}")]
     UnterminatedQuote { value: String },
     #[error("display name {name:?} must be quoted")]
     BadDisplayName { name: String },
@@ -129,14 +130,19 @@ fn parse_addr_spec(v: &str) -> Result<NameAddr, NameAddrError> {
 
 /// Reads a quoted-string body (after the opening quote), resolving
 /// quoted-pairs (RFC 3261 §25.1); returns it and the text after the closing
-/// quote.
+/// quote. `None` when unterminated or when it holds a raw control
+/// character other than HTAB (qdtext), or a quoted CR or LF (quoted-pair).
 fn parse_quoted(s: &str) -> Option<(String, &str)> {
     let mut out = String::new();
     let mut chars = s.char_indices();
     while let Some((i, c)) = chars.next() {
         match c {
-            '\\' => out.push(chars.next()?.1),
+            '\\' => match chars.next()?.1 {
+                '\r' | '\n' => return None,
+                q => out.push(q),
+            },
             '"' => return Some((out, &s[i + 1..])),
+            c if c.is_ascii_control() && c != '\t' => return None,
             c => out.push(c),
         }
     }
