@@ -385,3 +385,95 @@ fn answerer_idle_before_the_call_sends_rtp_in_real_time_without_a_burst() {
         "answerer sent {sent} RTP packets in a {secs:.2} s call (at most {most} expected)"
     );
 }
+
+/// RFC 4733 events read from RTP packets: (payload type, event code, end
+/// bit) of every packet, in arrival order.
+fn telephone_events(packets: &[Vec<u8>], pt: u8) -> Vec<(u8, bool)> {
+    packets
+        .iter()
+        .filter(|p| p.len() >= 16 && p[1] & 0x7f == pt)
+        .map(|p| (p[12], p[13] & 0x80 != 0))
+        .collect()
+}
+
+/// RFC 3264 §5.1 / RFC 4733 §2.5.1: the callee's answer maps
+/// telephone-event to 97; the events we send carry 97 (not the 101 we
+/// offered), one event per digit, each ended by three end packets.
+#[test]
+fn dtmf_uses_the_payload_type_of_sipps_answer_with_three_end_packets() {
+    let rtp = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind RTP sink");
+    rtp.set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("set timeout");
+    let rtp_port = rtp.local_addr().expect("local addr").port().to_string();
+    let mut sipp = Sipp::start_uas(&[
+        "-sf",
+        &scenario("uas_dtmf_pt97.xml"),
+        "-set",
+        "rtpport",
+        &rtp_port,
+    ]);
+    let mut call = sipline_call(
+        &sipp.uri(),
+        &["--duration", "3", "--dtmf", "159#", "--dtmf-after", "0.3"],
+    );
+    // Read until the stream has been silent for a second (the call ended).
+    let mut packets = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last = Instant::now();
+    let mut buf = [0u8; 2048];
+    while Instant::now() < deadline {
+        match rtp.recv_from(&mut buf) {
+            Ok((n, _)) => {
+                packets.push(buf[..n].to_vec());
+                last = Instant::now();
+            }
+            Err(_) if !packets.is_empty() && last.elapsed() > Duration::from_secs(1) => break,
+            Err(_) => {}
+        }
+    }
+    let (code, events) = call.wait_exit(LIMIT);
+    assert_exits(&call, code, 0, &events, &mut sipp);
+
+    let audio = packets.iter().filter(|p| p[1] & 0x7f == 0).count();
+    assert!(audio > 50, "PCMU packets: {audio}");
+    assert!(
+        telephone_events(&packets, 101).is_empty(),
+        "events were sent with the offered 101 instead of the answer's 97"
+    );
+    let events97 = telephone_events(&packets, 97);
+    // Each digit: its event code while it lasts, then exactly three end packets.
+    let mut digits = Vec::new();
+    let mut ends = Vec::new();
+    for (code, end) in &events97 {
+        if digits.last() != Some(code) {
+            digits.push(*code);
+            ends.push(0);
+        }
+        if *end {
+            *ends.last_mut().expect("a digit started") += 1;
+        }
+    }
+    assert_eq!(digits, vec![1, 5, 9, 11], "event codes: {events97:?}");
+    assert_eq!(
+        ends,
+        vec![3, 3, 3, 3],
+        "end packets per digit: {events97:?}"
+    );
+}
+
+/// SIP INFO with `application/dtmf-relay` from SIPp: each digit is reported
+/// once, in order, and each INFO gets its 200.
+#[test]
+fn sip_info_digits_from_sipp_are_reported() {
+    let (mut answer, port) = Sipline::answer(&["--count", "1", "--null-audio"]);
+    let mut sipp = Sipp::start_uac(&["-sf", &scenario("uac_info_dtmf.xml")], port);
+    let (code, events) = answer.wait_exit(LIMIT);
+    // SIPp exits 0 only when both INFOs got their 200.
+    assert_exits(&answer, code, 0, &events, &mut sipp);
+    let digits: String = events_named(&events, "dtmf")
+        .iter()
+        .filter_map(|e| e["digit"].as_str())
+        .collect();
+    assert_eq!(digits, "7#", "{events:#?}");
+    assert_eq!(end_kind(&events), "remote_hangup", "{events:#?}");
+}
