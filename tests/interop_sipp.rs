@@ -477,3 +477,18 @@ fn sip_info_digits_from_sipp_are_reported() {
     assert_eq!(digits, "7#", "{events:#?}");
     assert_eq!(end_kind(&events), "remote_hangup", "{events:#?}");
 }
+
+/// RFC 4733 events sent by SIPp itself (its recorded captures for 1 and 9,
+/// on the payload type 101 that its offer names) are reported once each.
+#[test]
+fn rfc4733_digits_played_by_sipp_are_reported() {
+    let (mut answer, port) = Sipline::answer(&["--count", "1", "--null-audio"]);
+    let mut sipp = Sipp::start_uac(&["-sf", &scenario("uac_rfc4733_pcap.xml")], port);
+    let (code, events) = answer.wait_exit(LIMIT);
+    assert_exits(&answer, code, 0, &events, &mut sipp);
+    let digits: String = events_named(&events, "dtmf")
+        .iter()
+        .filter_map(|e| e["digit"].as_str())
+        .collect();
+    assert_eq!(digits, "19", "{events:#?}");
+}
