@@ -18,6 +18,7 @@
 pub mod cli;
 pub mod dialog;
 pub mod media;
+pub mod nat;
 pub mod sdp;
 pub mod sip;
 pub mod transaction;

@@ -16,7 +16,8 @@ use super::agent::{EndReason, UaEvent, UserAgent};
 use super::call::CallHandle;
 use super::digest::{Credentials, DigestClient, RetryDecision, challenges, choose_for};
 use super::registration::{Binding, RegOutcome, RegState, Registration, RegistrationConfig};
-use crate::sip::{Host, Method, Response, SipUri};
+use crate::nat::{NatEvent, NatSource};
+use crate::sip::{Host, Method, Response};
 use crate::transaction::TransactionKey;
 
 /// A registration's local handle.
@@ -105,6 +106,21 @@ impl Accounts {
             .find(|(_, r)| r.key.as_ref() == Some(key))
             .map(|(h, _)| *h)
     }
+}
+
+/// RFC 3581 §4: where the registrar saw our request come from: the
+/// `received` address (else the sent-by host) and the `rport` port, when
+/// the server filled in `rport`.
+fn via_source(resp: &Response) -> Option<SocketAddr> {
+    let via = resp.headers.top_via().ok()?;
+    let Some(Some(port)) = via.rport() else {
+        return None;
+    };
+    let ip = via
+        .received()
+        .and_then(|r| r.trim_matches(['[', ']']).parse::<IpAddr>().ok())
+        .or_else(|| via.host.ip())?;
+    Some(SocketAddr::new(crate::transport::canonical_ip(ip), port))
 }
 
 /// A Digest answer: which header carries it and its value.
@@ -196,11 +212,7 @@ impl UserAgent {
             return;
         };
         let via = self.new_via(local_ip);
-        let contact = SipUri::new(
-            Some(&self.cfg.user),
-            Host::from_ip(local_ip),
-            Some(self.cfg.local_port),
-        );
+        let contact = self.contact_uri(local_ip);
         let entry = self.accounts.regs.get_mut(&handle).expect("checked above");
         let req = entry.reg.register(contact, &via);
         let dest = entry.dest;
@@ -289,6 +301,10 @@ impl UserAgent {
                     RegEvent::Registered { expires, bindings }
                 };
                 self.emit(UaEvent::Registration { reg: handle, event });
+                if let Some(seen) = via_source(resp) {
+                    self.learn_public_address(seen, NatSource::Rport, now);
+                }
+                self.move_binding_if_needed(handle, now);
             }
             RegOutcome::Unregistered { bindings } => self.emit(UaEvent::Registration {
                 reg: handle,
@@ -300,6 +316,57 @@ impl UserAgent {
             }
         }
         self.accounts.authorized.remove(key);
+    }
+
+    /// Our public SIP address is `addr` (learnt from STUN or from the Via of
+    /// a response, RFC 3581 §4): Contacts use it from now on, and every
+    /// registration whose Contact names another address registers again,
+    /// removing the stale binding.
+    pub fn learn_public_address(&mut self, addr: SocketAddr, source: NatSource, now: Instant) {
+        let previous = self.public_sip;
+        if previous == Some(addr) {
+            return;
+        }
+        let local_only = previous.is_none()
+            && self
+                .accounts
+                .regs
+                .values()
+                .any(|r| SocketAddr::new(r.local_ip, self.cfg.local_port) == addr);
+        self.public_sip = Some(addr);
+        if local_only {
+            // Seen from outside exactly as we are inside: no NAT.
+            return;
+        }
+        self.emit(UaEvent::Nat(NatEvent::PublicAddressChanged {
+            previous,
+            current: addr,
+            source,
+        }));
+        let handles: Vec<RegHandle> = self.accounts.regs.keys().copied().collect();
+        for h in handles {
+            self.move_binding_if_needed(h, now);
+        }
+    }
+
+    /// Registers again when the registration is in place (no REGISTER
+    /// outstanding) but its Contact is not our current Contact.
+    fn move_binding_if_needed(&mut self, handle: RegHandle, now: Instant) {
+        let Some(entry) = self.accounts.regs.get(&handle) else {
+            return;
+        };
+        if entry.key.is_some() || entry.reg.state() != RegState::Registered {
+            return;
+        }
+        let wanted = self.contact_uri(entry.local_ip);
+        if entry.reg.contact() == Some(&wanted) {
+            return;
+        }
+        tracing::info!("public address changed: registering Contact {wanted}");
+        if let Some(e) = self.accounts.regs.get_mut(&handle) {
+            e.refreshing = true;
+        }
+        self.send_register(handle, now);
     }
 
     /// RFC 3261 §22.2: answer the registrar's challenge once.

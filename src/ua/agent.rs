@@ -119,6 +119,8 @@ pub enum UaEvent {
         status: u16,
         detail: String,
     },
+    /// NAT discovery: our public address was learnt or changed.
+    Nat(crate::nat::NatEvent),
 }
 
 /// Outputs of the core.
@@ -158,6 +160,9 @@ pub struct UserAgent {
     datagram_local_ip: IpAddr,
     /// Registrations and Digest state (see `accounts.rs`).
     pub(super) accounts: super::accounts::Accounts,
+    /// Our SIP address as seen from outside the NAT (STUN or rport), used
+    /// in Contact headers instead of the local one.
+    pub(super) public_sip: Option<SocketAddr>,
 }
 
 impl UserAgent {
@@ -172,6 +177,7 @@ impl UserAgent {
             datagram_local_ip: media_template.addr,
             media_template,
             accounts: Default::default(),
+            public_sip: None,
         }
     }
 
@@ -223,12 +229,29 @@ impl UserAgent {
     }
 
     fn contact(&self, local_ip: IpAddr) -> String {
-        let uri = SipUri::new(
+        format!("<{}>", self.contact_uri(local_ip))
+    }
+
+    /// Our Contact URI: the public address when one is known (STUN,
+    /// rport), else `local_ip` and the SIP socket's port.
+    pub(super) fn contact_uri(&self, local_ip: IpAddr) -> SipUri {
+        let addr = self.contact_addr(local_ip);
+        SipUri::new(
             Some(&self.cfg.user),
-            Host::from_ip(local_ip),
-            Some(self.cfg.local_port),
-        );
-        format!("<{uri}>")
+            Host::from_ip(addr.ip()),
+            Some(addr.port()),
+        )
+    }
+
+    /// The address our Contact names.
+    pub(super) fn contact_addr(&self, local_ip: IpAddr) -> SocketAddr {
+        self.public_sip
+            .unwrap_or(SocketAddr::new(local_ip, self.cfg.local_port))
+    }
+
+    /// Our public SIP address, when known.
+    pub fn public_address(&self) -> Option<SocketAddr> {
+        self.public_sip
     }
 
     fn add_common_headers(&self, headers: &mut crate::sip::Headers, local_ip: IpAddr) {

@@ -81,6 +81,9 @@ pub struct Registration {
     state: RegState,
     /// Our Contact URI (what we register).
     contact: Option<SipUri>,
+    /// A Contact we registered before our public address changed: the next
+    /// REGISTER removes it with `expires=0` (RFC 3261 §10.2.2).
+    stale: Option<SipUri>,
     /// The expiry the next REGISTER asks for.
     asking: u32,
     refresh_at: Option<Instant>,
@@ -99,6 +102,7 @@ impl Registration {
             cseq: 0,
             state: RegState::Idle,
             contact: None,
+            stale: None,
             asking,
             refresh_at: None,
             expires_at: None,
@@ -122,6 +126,11 @@ impl Registration {
         }
     }
 
+    /// The Contact we register (or last registered).
+    pub fn contact(&self) -> Option<&SipUri> {
+        self.contact.as_ref()
+    }
+
     /// When the current binding lapses.
     pub fn expires_at(&self) -> Option<Instant> {
         self.expires_at
@@ -130,6 +139,11 @@ impl Registration {
     /// A REGISTER adding or refreshing our binding at `contact`; `via` is
     /// our Via value with a fresh branch.
     pub fn register(&mut self, contact: SipUri, via: &str) -> Request {
+        if let Some(old) = self.contact.take()
+            && old != contact
+        {
+            self.stale = Some(old);
+        }
         self.state = RegState::Registering;
         self.contact = Some(contact);
         let expires = self.asking;
@@ -173,6 +187,11 @@ impl Registration {
         if let Some(c) = &self.contact {
             req.headers.push("Contact", format!("<{c}>"));
         }
+        if let Some(old) = &self.stale
+            && expires > 0
+        {
+            req.headers.push("Contact", format!("<{old}>;expires=0"));
+        }
         req.headers.push("Expires", expires.to_string());
         req.headers.push("Content-Length", "0");
         self.last = Some(req.clone());
@@ -203,6 +222,7 @@ impl Registration {
     }
 
     fn on_success(&mut self, resp: &Response, now: Instant) -> RegOutcome {
+        self.stale = None;
         let bindings = self.bindings(resp);
         if self.state == RegState::Unregistering {
             self.state = RegState::Unregistered;
@@ -437,6 +457,42 @@ Content-Length: 0
         );
         let again = r.register(contact(), "SIP/2.0/UDP 192.0.2.10;branch=z9hG4bK2");
         assert_eq!(again.headers.get("Expires"), Some("7200"));
+    }
+
+    #[test]
+    fn new_contact_removes_the_stale_binding_rfc3261_10_2_2() {
+        let mut r = reg();
+        r.register(contact(), "SIP/2.0/UDP 192.0.2.10;branch=z9hG4bK1");
+        let ok = response(
+            "SIP/2.0 200 OK\nVia: SIP/2.0/UDP 192.0.2.10;branch=z9hG4bK1\nFrom: <sip:alice@example.com>;tag=reg-tag\nTo: <sip:alice@example.com>;tag=x\nCall-ID: reg-callid-2@192.0.2.10\nCSeq: 1 REGISTER\nContact: <sip:alice@192.0.2.10:5060>;expires=3600\nContent-Length: 0\n\n",
+        );
+        assert!(matches!(
+            r.handle_response(&ok, Instant::now()),
+            RegOutcome::Registered { .. }
+        ));
+        let public = SipUri::new(
+            Some("alice"),
+            Host::Ipv4("198.51.100.65".parse().unwrap()),
+            Some(40000),
+        );
+        let moved = r.register(public.clone(), "SIP/2.0/UDP 192.0.2.10;branch=z9hG4bK2");
+        let contacts: Vec<&str> = moved.headers.get_all("Contact").collect();
+        assert_eq!(
+            contacts,
+            vec![
+                "<sip:alice@198.51.100.65:40000>",
+                "<sip:alice@192.0.2.10:5060>;expires=0"
+            ]
+        );
+        let ok2 = response(
+            "SIP/2.0 200 OK\nVia: SIP/2.0/UDP 192.0.2.10;branch=z9hG4bK2\nFrom: <sip:alice@example.com>;tag=reg-tag\nTo: <sip:alice@example.com>;tag=x\nCall-ID: reg-callid-2@192.0.2.10\nCSeq: 2 REGISTER\nContact: <sip:alice@198.51.100.65:40000>;expires=3600\nContent-Length: 0\n\n",
+        );
+        assert!(matches!(
+            r.handle_response(&ok2, Instant::now()),
+            RegOutcome::Registered { expires: 3600, .. }
+        ));
+        let refresh = r.register(public, "SIP/2.0/UDP 192.0.2.10;branch=z9hG4bK3");
+        assert_eq!(refresh.headers.get_all("Contact").count(), 1);
     }
 
     #[test]
