@@ -44,6 +44,7 @@ pub async fn run(args: AnswerArgs, emit: Emitter) -> Exit {
     };
     let cfg = PhoneConfig {
         rtp_timeout: super::rtp_timeout(args.common.rtp_timeout),
+        rtcp: super::rtcp_options(&args.common),
         ..cfg
     };
     let (phone, mut events) = match Phone::start(cfg).await {

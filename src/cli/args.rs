@@ -82,6 +82,14 @@ pub struct CommonArgs {
     /// first packet); 0 never.
     #[arg(long, value_name = "SECS", default_value_t = 60.0, value_parser = seconds)]
     pub rtp_timeout: f64,
+    /// Minimum RTCP report interval (RFC 3550 §6.2 recommends 5 s; reports
+    /// are randomized around it, the first after half of it).
+    #[arg(long, value_name = "SECS", default_value_t = 5.0, value_parser = rtcp_interval)]
+    pub rtcp_interval: f64,
+    /// Neither offer nor accept RTCP multiplexed on the RTP port (RFC 5761):
+    /// RTCP always uses its own port.
+    #[arg(long)]
+    pub no_rtcp_mux: bool,
     /// User part of our Contact and default From.
     #[arg(long, default_value = "sipline", value_parser = user_part)]
     pub user: String,
@@ -165,6 +173,15 @@ fn seconds(s: &str) -> Result<f64, String> {
         .map_err(|_| format!("{s:?} is not a number of seconds"))?;
     if !v.is_finite() || !(0.0..=MAX_SECONDS).contains(&v) {
         return Err(format!("{s:?}: give seconds between 0 and {MAX_SECONDS}"));
+    }
+    Ok(v)
+}
+
+/// An RTCP interval: more than 0.01 s (a report per packet makes no sense).
+fn rtcp_interval(s: &str) -> Result<f64, String> {
+    let v = seconds(s)?;
+    if v < 0.01 {
+        return Err(format!("{s:?}: the RTCP interval is at least 0.01 s"));
     }
     Ok(v)
 }

@@ -34,6 +34,7 @@ pub async fn run(args: CallArgs, emit: Emitter) -> Exit {
     };
     let mut cfg = PhoneConfig {
         rtp_timeout: super::rtp_timeout(args.common.rtp_timeout),
+        rtcp: super::rtcp_options(&args.common),
         ..cfg
     };
     if args.from.is_some() {

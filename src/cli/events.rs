@@ -1,5 +1,6 @@
 //! Events for people and for scripts: one line each on stdout, plain text
-//! or (with `--json`) one JSON object per line.
+//! or (with `--json`) one JSON object per line. The statistics of a call
+//! that ends are also printed for people, as one block on stderr.
 
 use std::io::Write;
 
@@ -65,15 +66,9 @@ impl Emitter {
             human.push_str(&format!(" after {d:.1} s"));
         }
         if let Some(s) = stats {
-            human.push_str(&format!(
-                "\n  media: {} sent {} packets, received {}, lost {}, late {}, jitter {:.1} ms",
-                codec.map(|c| c.encoding_name()).unwrap_or("-"),
-                s.packets_sent,
-                s.packets_received,
-                s.packets_lost,
-                s.late,
-                s.jitter_ms
-            ));
+            let mut err = std::io::stderr().lock();
+            let _ = write!(err, "{}", stats_block(call, codec, s));
+            let _ = err.flush();
         }
         self.emit(
             "ended",
@@ -82,6 +77,64 @@ impl Emitter {
             &human,
         );
     }
+}
+
+/// The statistics of a call for people: counters, loss and jitter both
+/// ways, round-trip time, buffering and the E-model estimate.
+pub fn stats_block(call: u64, codec: Option<CodecKind>, s: &MediaStats) -> String {
+    let percent = |lost: i64, of: u64| {
+        if of == 0 {
+            0.0
+        } else {
+            lost.max(0) as f64 * 100.0 / of as f64
+        }
+    };
+    let (lost, expected) = match &s.rtcp.local {
+        Some(l) => (
+            l.cumulative_lost,
+            s.packets_received as i64 + l.cumulative_lost,
+        ),
+        None => (
+            s.packets_lost as i64,
+            (s.packets_received + s.packets_lost) as i64,
+        ),
+    };
+    let mut out = format!(
+        "call {call} statistics:\n  {}: sent {} packets, received {}, lost {lost} ({:.1} %), late {}, concealed {} frames\n",
+        codec.map(|c| c.encoding_name()).unwrap_or("-"),
+        s.packets_sent,
+        s.packets_received,
+        percent(lost, expected.max(0) as u64),
+        s.late,
+        s.concealed_frames,
+    );
+    let rtt = s
+        .rtcp
+        .rtt_ms
+        .map_or("unknown".to_string(), |r| format!("{r:.2} ms"));
+    out.push_str(&format!(
+        "  jitter {:.1} ms, RTT {rtt}, jitter buffer {:.0} ms",
+        s.jitter_ms, s.jitter_buffer_ms
+    ));
+    match &s.rtcp.remote {
+        Some(r) => out.push_str(&format!(
+            "; the peer reports lost {} ({:.1} % lately), jitter {:.1} ms\n",
+            r.cumulative_lost,
+            r.fraction_lost * 100.0,
+            r.jitter_ms
+        )),
+        None => out.push_str("; no report from the peer\n"),
+    }
+    out.push_str(&format!(
+        "  estimated MOS {:.2} (ITU-T G.107 R {:.1}, one-way delay {:.0} ms, loss {:.1} %); RTCP {} sent, {} received\n",
+        s.quality.mos,
+        s.quality.r_factor,
+        s.quality.one_way_delay_ms,
+        s.quality.loss_percent,
+        s.rtcp.reports_sent,
+        s.rtcp.reports_received
+    ));
+    out
 }
 
 /// A received DTMF digit.

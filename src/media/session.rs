@@ -7,6 +7,15 @@
 //! and sends whatever [`MediaSession::poll_transmit`] returns from the same
 //! socket (symmetric RTP, RFC 4961). The session never reads the clock: the
 //! driver passes `now`.
+//!
+//! RTCP (RFC 3550 §6) rides along: [`MediaSession::handle_timeout`] (called
+//! every tick) sends reports when due, RTCP datagrams received on either
+//! socket go to [`MediaSession::handle_datagram`] like RTP, and
+//! [`MediaSession::close`] sends BYE. Reports go out with the RTP datagrams
+//! when RTCP is multiplexed (RFC 5761), else through
+//! [`MediaSession::poll_transmit_rtcp`] for the RTCP socket.
+//! [`MediaSession::stats`] adds what RTCP learnt and an E-model estimate of
+//! the call's quality (ITU-T G.107, [`super::quality`]).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -19,6 +28,8 @@ use serde::Serialize;
 use super::codec::{CodecKind, Decoder, Encoder};
 use super::dtmf::{BadDigit, DtmfReceiver, DtmfSender};
 use super::jitter::{Frame, JitterBuffer};
+use super::quality::{self, CodecImpairment, QualityInputs};
+use super::rtcp::{RtcpConfig, RtcpSession, RtcpStats, SystemClock, WallClock, random_cname};
 use super::rtp::{Kind, RtpPacket, RtpSender, classify};
 
 /// Playout delay of the jitter buffer: three 20 ms frames.
@@ -39,6 +50,11 @@ pub struct MediaConfig {
     pub telephone_event_pt: Option<u8>,
     /// Where to send RTP; `None` until known (or `c=0.0.0.0`).
     pub remote: Option<SocketAddr>,
+    /// Where to send RTCP when not multiplexed: the peer's `a=rtcp`
+    /// (RFC 3605) or RTP port + 1 (RFC 3550 §11).
+    pub remote_rtcp: Option<SocketAddr>,
+    /// RTCP shares the RTP port both ways (RFC 5761).
+    pub rtcp_mux: bool,
     /// Whether we send (`sendrecv`/`sendonly`); false on hold.
     pub send: bool,
     /// Whether we play what we receive (`sendrecv`/`recvonly`).
@@ -47,7 +63,8 @@ pub struct MediaConfig {
 
 impl MediaConfig {
     /// A `sendrecv` configuration for `codec` at its static payload type
-    /// and clock rate, 20 ms frames, no telephone-event.
+    /// and clock rate, 20 ms frames, no telephone-event, RTCP on the port
+    /// after the remote RTP port.
     pub fn new(codec: CodecKind, remote: Option<SocketAddr>) -> Self {
         MediaConfig {
             codec,
@@ -56,6 +73,10 @@ impl MediaConfig {
             ptime_ms: 20,
             telephone_event_pt: None,
             remote,
+            remote_rtcp: remote
+                .map(|a| SocketAddr::new(a.ip(), a.port().wrapping_add(1)))
+                .filter(|a| a.port() != 0),
+            rtcp_mux: false,
             send: true,
             recv: true,
         }
@@ -88,7 +109,7 @@ pub struct MediaStats {
     pub bytes_received: u64,
     /// Frames played as concealment because no packet was due.
     pub concealed_frames: u64,
-    /// RTCP packets received (not interpreted yet).
+    /// RTCP datagrams received (see `rtcp` for what they said).
     pub rtcp_received: u64,
     /// STUN messages that reached the media session (ignored).
     pub stun_received: u64,
@@ -104,6 +125,27 @@ pub struct MediaStats {
     pub rebuffers: u64,
     /// Times the remote SSRC changed.
     pub ssrc_changes: u64,
+    /// RTCP: reports sent and received, round-trip time, and loss and
+    /// jitter in both directions (RFC 3550 §6.4).
+    pub rtcp: RtcpStats,
+    /// Playout delay of the jitter buffer, in milliseconds.
+    pub jitter_buffer_ms: f64,
+    /// Estimated quality of the audio we receive.
+    pub quality: CallQuality,
+}
+
+/// An ITU-T G.107 E-model estimate of the call as we hear it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct CallQuality {
+    /// Mean opinion score, 1.0–4.5 (G.107 Annex B).
+    pub mos: f64,
+    /// Transmission rating factor R.
+    pub r_factor: f64,
+    /// Mouth-to-ear delay assumed: half the RTT (0 while unknown), the
+    /// jitter buffer and one packet.
+    pub one_way_delay_ms: f64,
+    /// Packets lost in the network or too late to play, in percent.
+    pub loss_percent: f64,
 }
 
 /// Why DTMF cannot be sent.
@@ -131,6 +173,9 @@ pub struct MediaSession {
     stats: MediaStats,
     dtmf_out: DtmfSender,
     dtmf_in: DtmfReceiver,
+    rtcp: RtcpSession,
+    /// RTCP datagrams for the RTCP socket (not multiplexed).
+    rtcp_transmit: VecDeque<(SocketAddr, Bytes)>,
 }
 
 impl std::fmt::Debug for MediaSession {
@@ -144,11 +189,33 @@ impl std::fmt::Debug for MediaSession {
 }
 
 impl MediaSession {
-    /// A session for `config`; SSRC, first sequence number and timestamp
-    /// come from `rng` (RFC 3550 §5.1). `_now` marks the start of the call.
-    pub fn new(config: MediaConfig, rng: &mut (impl Rng + ?Sized), _now: Instant) -> Self {
+    /// A session for `config` starting at `now`; SSRC, first sequence
+    /// number and timestamp come from `rng` (RFC 3550 §5.1). RTCP uses a
+    /// random CNAME, the 5 s minimum interval and the system's wall clock.
+    pub fn new(config: MediaConfig, rng: &mut (impl Rng + ?Sized), now: Instant) -> Self {
+        let rtcp = RtcpConfig::new(random_cname(rng), config.clock_rate);
+        MediaSession::with_rtcp(config, rtcp, &SystemClock, rng, now)
+    }
+
+    /// A session with explicit RTCP settings and wall clock (NTP time of the
+    /// sender reports).
+    pub fn with_rtcp(
+        config: MediaConfig,
+        rtcp: RtcpConfig,
+        clock: &dyn WallClock,
+        rng: &mut (impl Rng + ?Sized),
+        now: Instant,
+    ) -> Self {
+        let sender = RtpSender::new(config.payload_type, rng);
+        let rtcp_config = RtcpConfig {
+            clock_rate: config.clock_rate,
+            ..rtcp
+        };
+        let rtcp = RtcpSession::new(sender.ssrc(), rtcp_config, clock, rng, now);
         MediaSession {
-            sender: RtpSender::new(config.payload_type, rng),
+            sender,
+            rtcp,
+            rtcp_transmit: VecDeque::new(),
             encoder: config.codec.new_encoder(),
             decoder: config.codec.new_decoder(),
             jitter: new_jitter_buffer(&config),
@@ -195,6 +262,7 @@ impl MediaSession {
                 .sender
                 .packetize_at(pt, p.timestamp, &p.payload, p.marker);
             self.stats.packets_sent += 1;
+            self.rtcp.on_rtp_sent(p.payload.len());
             self.transmit.push_back((remote, datagram));
         }
         self.sender.skip(samples);
@@ -224,7 +292,12 @@ impl MediaSession {
         let kind = classify(data);
         match kind {
             Kind::Rtp => self.handle_rtp(data, from, now),
-            Kind::Rtcp => self.stats.rtcp_received += 1,
+            Kind::Rtcp => {
+                self.stats.rtcp_received += 1;
+                if let Err(error) = self.rtcp.handle_packet(data, now) {
+                    tracing::debug!(%from, %error, "dropping RTCP");
+                }
+            }
             Kind::Stun => self.stats.stun_received += 1,
             Kind::Other => self.stats.malformed += 1,
         }
@@ -240,6 +313,18 @@ impl MediaSession {
                 return;
             }
         };
+        let audio = packet.payload_type == self.config.payload_type;
+        if audio || Some(packet.payload_type) == self.config.telephone_event_pt {
+            // RFC 4733 events share the stream's sequence numbers, so they
+            // count for loss; their timestamps do not count for jitter.
+            self.rtcp.on_rtp_received(
+                packet.ssrc,
+                packet.sequence_number,
+                packet.timestamp,
+                audio,
+                now,
+            );
+        }
         if Some(packet.payload_type) == self.config.telephone_event_pt {
             self.stats.telephone_events_received += 1;
             self.dtmf_in
@@ -279,10 +364,53 @@ impl MediaSession {
                 .packetize(&self.payload, samples, std::mem::take(&mut self.talk_spurt));
         self.stats.packets_sent += 1;
         self.stats.bytes_sent += self.payload.len() as u64;
+        self.rtcp.on_rtp_sent(self.payload.len());
         self.transmit.push_back((remote, datagram));
     }
 
-    /// The next datagram to send and its destination.
+    /// Sends RTCP reports that are due (RFC 3550 §6.3). Call it after each
+    /// frame of captured audio: our sampling clock then shows the
+    /// timestamp of the next frame, which the sender report needs.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.rtcp.set_rtp_clock(self.sender.next_timestamp(), now);
+        self.rtcp.handle_timeout(now);
+        self.route_rtcp();
+    }
+
+    /// When the next RTCP report is due (`None` after [`MediaSession::close`]).
+    pub fn next_timeout(&self) -> Option<Instant> {
+        self.rtcp.poll_timeout()
+    }
+
+    /// The call is over: RTCP BYE (RFC 3550 §6.6) goes out now.
+    pub fn close(&mut self, now: Instant) {
+        self.rtcp.set_rtp_clock(self.sender.next_timestamp(), now);
+        self.rtcp.bye(now);
+        self.route_rtcp();
+    }
+
+    /// Queues RTCP on the RTP port when multiplexed (RFC 5761), else for
+    /// the RTCP socket; without a destination (hold with `c=0.0.0.0`)
+    /// it is dropped.
+    fn route_rtcp(&mut self) {
+        while let Some(packet) = self.rtcp.poll_transmit() {
+            if self.config.rtcp_mux {
+                if let Some(to) = self.config.remote {
+                    self.transmit.push_back((to, packet));
+                }
+            } else if let Some(to) = self.config.remote_rtcp {
+                self.rtcp_transmit.push_back((to, packet));
+            }
+        }
+    }
+
+    /// The next RTCP datagram for the RTCP socket (not multiplexed).
+    pub fn poll_transmit_rtcp(&mut self) -> Option<(SocketAddr, Bytes)> {
+        self.rtcp_transmit.pop_front()
+    }
+
+    /// The next datagram for the RTP socket (RTP, and RTCP when
+    /// multiplexed) and its destination.
     pub fn poll_transmit(&mut self) -> Option<(SocketAddr, Bytes)> {
         self.transmit.pop_front()
     }
@@ -322,6 +450,7 @@ impl MediaSession {
             self.encoder = config.codec.new_encoder();
             self.decoder = config.codec.new_decoder();
         }
+        self.rtcp.set_clock_rate(config.clock_rate);
         if config.codec != self.config.codec
             || config.clock_rate != self.config.clock_rate
             || config.ptime_ms != self.config.ptime_ms
@@ -335,10 +464,10 @@ impl MediaSession {
         self.config = config;
     }
 
-    /// Counters so far.
+    /// Counters so far, what RTCP learnt, and the quality estimate.
     pub fn stats(&self) -> MediaStats {
         let jitter = self.jitter.stats();
-        MediaStats {
+        let mut stats = MediaStats {
             packets_received: jitter.received,
             packets_lost: jitter.lost,
             late: jitter.late,
@@ -346,7 +475,45 @@ impl MediaSession {
             jitter_ms: jitter.jitter_seconds * 1000.0,
             rebuffers: jitter.rebuffers,
             ssrc_changes: jitter.restarts,
+            rtcp: self.rtcp.stats(),
+            jitter_buffer_ms: self.jitter_buffer_delay().as_secs_f64() * 1000.0,
             ..self.stats.clone()
+        };
+        stats.quality = self.quality(&stats);
+        stats
+    }
+
+    /// The jitter buffer's playout delay (fixed today).
+    fn jitter_buffer_delay(&self) -> Duration {
+        DEFAULT_TARGET_DELAY
+    }
+
+    /// The E-model estimate (ITU-T G.107) for the audio we receive: loss is
+    /// what RTCP counts as lost (§A.3) plus what arrived too late to play;
+    /// the codec is taken with its concealment.
+    fn quality(&self, stats: &MediaStats) -> CallQuality {
+        let loss_percent = match self.rtcp.received_counts() {
+            Some((expected, received)) if expected > 0 => {
+                let lost = expected.saturating_sub(received) + stats.late;
+                (lost as f64 * 100.0 / expected as f64).min(100.0)
+            }
+            _ => 0.0,
+        };
+        let one_way_delay_ms = quality::one_way_delay_ms(
+            stats.rtcp.rtt_ms.unwrap_or(0.0),
+            stats.jitter_buffer_ms,
+            f64::from(self.config.ptime_ms),
+        );
+        let inputs = QualityInputs::new(
+            CodecImpairment::for_encoding(self.config.codec.encoding_name(), true),
+            one_way_delay_ms,
+            loss_percent,
+        );
+        CallQuality {
+            mos: quality::mos(&inputs),
+            r_factor: quality::r_factor(&inputs),
+            one_way_delay_ms,
+            loss_percent,
         }
     }
 }
@@ -538,6 +705,114 @@ mod tests {
         ] {
             assert!(json.get(field).is_some(), "missing {field}");
         }
+    }
+
+    fn is_rtcp(d: &Bytes) -> bool {
+        classify(d) == Kind::Rtcp
+    }
+
+    #[test]
+    fn rtcp_goes_to_the_rtcp_port_unless_multiplexed_rfc5761() {
+        let t0 = Instant::now();
+        let mut s = session(Some(addr(4002)), 20, t0);
+        assert_eq!(s.config().remote_rtcp, Some(addr(4003)));
+        s.push_capture(&[0; 160]);
+        drain(&mut s);
+        s.close(t0 + 100 * MS);
+        assert!(drain(&mut s).is_empty(), "no RTCP on the RTP socket");
+        let (to, bye) = s.poll_transmit_rtcp().expect("BYE for the RTCP socket");
+        assert_eq!(to, addr(4003));
+        assert!(is_rtcp(&bye));
+        assert_eq!(s.next_timeout(), None);
+
+        let mut config = MediaConfig::new(CodecKind::Pcmu, Some(addr(4002)));
+        config.rtcp_mux = true;
+        let mut m = MediaSession::new(config, &mut StdRng::seed_from_u64(21), t0);
+        m.close(t0);
+        let sent = drain(&mut m);
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].0, addr(4002));
+        assert!(is_rtcp(&sent[0].1));
+        assert!(m.poll_transmit_rtcp().is_none());
+    }
+
+    #[test]
+    fn reports_flow_both_ways_and_give_rtt_and_a_quality_estimate() {
+        let t0 = Instant::now();
+        let (a_addr, b_addr) = (addr(40000), addr(40002));
+        let new = |remote, seed| {
+            let mut config = MediaConfig::new(CodecKind::Pcmu, Some(remote));
+            config.rtcp_mux = true;
+            let rtcp = RtcpConfig {
+                min_interval: Duration::from_millis(500),
+                ..RtcpConfig::new(format!("s{seed}"), 8000)
+            };
+            let clock = crate::media::rtcp::FixedClock(std::time::UNIX_EPOCH);
+            MediaSession::with_rtcp(config, rtcp, &clock, &mut StdRng::seed_from_u64(seed), t0)
+        };
+        let mut a = new(b_addr, 22);
+        let mut b = new(a_addr, 23);
+        // 10 ms each way; every 25th packet from A is lost.
+        let mut in_flight: Vec<(Instant, SocketAddr, Bytes)> = Vec::new();
+        let mut sent_by_a = 0;
+        for tick in 0..250u32 {
+            let now = t0 + 20 * MS * tick;
+            for (s, to) in [(&mut a, b_addr), (&mut b, a_addr)] {
+                s.push_capture(&[0; 160]);
+                s.handle_timeout(now);
+                for (dest, d) in drain(s) {
+                    assert_eq!(dest, to);
+                    let rtp = !is_rtcp(&d);
+                    if to == b_addr && rtp {
+                        sent_by_a += 1;
+                        if sent_by_a % 25 == 0 {
+                            continue;
+                        }
+                    }
+                    in_flight.push((now + 10 * MS, to, d));
+                }
+            }
+            let due: Vec<_> = in_flight
+                .iter()
+                .filter(|(at, ..)| *at <= now)
+                .cloned()
+                .collect();
+            in_flight.retain(|(at, ..)| *at > now);
+            for (at, to, d) in due {
+                let (rx, from) = if to == b_addr {
+                    (&mut b, a_addr)
+                } else {
+                    (&mut a, b_addr)
+                };
+                rx.handle_datagram(&d, from, at);
+            }
+            a.pull_playback(now);
+            b.pull_playback(now);
+        }
+        let (sa, sb) = (a.stats(), b.stats());
+        for s in [&sa, &sb] {
+            let rtt = s.rtcp.rtt_ms.expect("RTT measured");
+            assert!((rtt - 20.0).abs() < 0.1, "RTT {rtt}");
+            assert!(
+                s.rtcp.reports_sent >= 5 && s.rtcp.reports_received >= 5,
+                "{s:?}"
+            );
+        }
+        // B lost 4 % of A's stream and says so; A sees B's stream complete.
+        let local = sb.rtcp.local.expect("B's reception");
+        assert_eq!(local.cumulative_lost, 9);
+        let remote = sa.rtcp.remote.expect("B's report about A");
+        assert!((8..=9).contains(&remote.cumulative_lost), "{remote:?}");
+        assert_eq!(sa.rtcp.local.expect("A's reception").cumulative_lost, 0);
+        // The E-model: 10 ms + 60 ms buffer + 20 ms packet = 90 ms one way.
+        assert!((sa.quality.one_way_delay_ms - 90.0).abs() < 0.1);
+        assert!(sa.quality.mos > 4.3, "{:?}", sa.quality);
+        assert!(
+            (sb.quality.loss_percent - 9.0 * 100.0 / 250.0).abs() < 1.0,
+            "{:?}",
+            sb.quality
+        );
+        assert!(sb.quality.mos < sa.quality.mos - 0.2, "{:?}", sb.quality);
     }
 
     /// A lossy network: drops, duplicates, random delay (hence reordering)

@@ -1,5 +1,6 @@
 //! The tokio shell around [`UserAgent`]: it owns the SIP socket, one RTP
-//! socket per call, the media sessions and the audio sources and sinks.
+//! socket and one RTCP socket (RTP port + 1) per call, the media sessions
+//! and the audio sources and sinks.
 //!
 //! One task runs the loop: `select!` on a SIP datagram, an RTP datagram, a
 //! user command, the core's next deadline and the 20 ms media tick; feed
@@ -26,6 +27,7 @@ use super::digest::Credentials;
 use super::registration::RegistrationConfig;
 use crate::media::audio::{AudioSink, AudioSource};
 use crate::media::codec::CodecKind;
+use crate::media::rtcp::{DEFAULT_MIN_INTERVAL, RtcpConfig, SystemClock, random_cname};
 use crate::media::session::{DtmfError, MediaConfig, MediaSession, MediaStats};
 use crate::sdp::{Direction, LocalMedia, NegotiatedMedia};
 use crate::sip::{Uri, uri::Host};
@@ -49,6 +51,26 @@ pub struct PhoneConfig {
     /// Hang up a call when no RTP has arrived for this long after the
     /// first packet (the peer died); `None` disables it.
     pub rtp_timeout: Option<Duration>,
+    /// RTCP settings.
+    pub rtcp: RtcpOptions,
+}
+
+/// RTCP settings of the phone (RFC 3550 §6, RFC 5761).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RtcpOptions {
+    /// Minimum report interval (RFC 3550 §6.2: 5 s; shorter for tests).
+    pub min_interval: Duration,
+    /// Offer and accept RTCP multiplexed on the RTP port (RFC 5761).
+    pub mux: bool,
+}
+
+impl Default for RtcpOptions {
+    fn default() -> Self {
+        RtcpOptions {
+            min_interval: DEFAULT_MIN_INTERVAL,
+            mux: true,
+        }
+    }
 }
 
 /// Commands to the phone task.
@@ -87,6 +109,10 @@ enum Command {
     Hangup {
         call: CallHandle,
     },
+    Stats {
+        call: CallHandle,
+        reply: oneshot::Sender<Option<MediaStats>>,
+    },
     /// Finish the current work and end the task.
     Shutdown,
 }
@@ -104,6 +130,9 @@ pub struct RegisterSpec {
 }
 
 /// What the phone reports.
+// A few events per call: the size of the statistics in `CallEnded` does not
+// matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum PhoneEvent {
     Ua(UaEvent),
@@ -184,6 +213,8 @@ impl Phone {
         let template = LocalMedia {
             addr: advertised_ip(local.ip(), None),
             rtp_port: 0,
+            rtcp_port: None,
+            rtcp_mux: cfg.rtcp.mux,
             codecs: cfg.codecs.clone(),
             telephone_event: true,
             direction: Direction::SendRecv,
@@ -201,6 +232,7 @@ impl Phone {
             rng: StdRng::seed_from_u64(ua_cfg.seed ^ 0x5eed),
             route_cache: HashMap::new(),
             rtp_timeout: cfg.rtp_timeout,
+            rtcp: cfg.rtcp,
         };
         let task = tokio::spawn(driver.run());
         Ok((
@@ -299,6 +331,14 @@ impl Phone {
         let _ = self.commands.send(Command::Hangup { call });
     }
 
+    /// The call's media statistics so far (counters, RTCP, quality
+    /// estimate); `None` when the call has no media (yet).
+    pub async fn stats(&self, call: CallHandle) -> Option<MediaStats> {
+        let (reply, rx) = oneshot::channel();
+        self.commands.send(Command::Stats { call, reply }).ok()?;
+        rx.await.ok().flatten()
+    }
+
     /// Stops the phone task once everything queued so far has been sent
     /// (calls should have ended first).
     pub async fn shutdown(self) {
@@ -339,6 +379,9 @@ pub fn advertised_ip(bound: IpAddr, peer: Option<SocketAddr>) -> IpAddr {
 /// Media state of one call in the shell.
 struct CallMedia {
     socket: Arc<UdpSocket>,
+    /// The RTCP socket (RTP port + 1); unused when RTCP is multiplexed.
+    rtcp_socket: Option<Arc<UdpSocket>>,
+    rtcp_receiver: Option<JoinHandle<()>>,
     local_ip: IpAddr,
     io: MediaIo,
     session: Option<MediaSession>,
@@ -356,6 +399,9 @@ struct CallMedia {
 impl Drop for CallMedia {
     fn drop(&mut self) {
         self.receiver.abort();
+        if let Some(r) = &self.rtcp_receiver {
+            r.abort();
+        }
     }
 }
 
@@ -376,6 +422,7 @@ struct Driver {
     /// Local address used towards each peer address (wildcard binds).
     route_cache: HashMap<IpAddr, IpAddr>,
     rtp_timeout: Option<Duration>,
+    rtcp: RtcpOptions,
 }
 
 impl Driver {
@@ -489,6 +536,14 @@ impl Driver {
                 }
             }
             Command::Hangup { call } => self.hangup(call, now),
+            Command::Stats { call, reply } => {
+                let stats = self
+                    .calls
+                    .get(&call)
+                    .and_then(|m| m.session.as_ref())
+                    .map(MediaSession::stats);
+                let _ = reply.send(stats);
+            }
             Command::Shutdown => {}
         }
     }
@@ -546,7 +601,8 @@ impl Driver {
         Ok(())
     }
 
-    /// Binds the call's RTP socket on an even port (RFC 3550 §11).
+    /// Binds the call's RTP socket on an even port and its RTCP socket on
+    /// the next one (RFC 3550 §11).
     async fn open_media(
         &mut self,
         local_ip: IpAddr,
@@ -557,16 +613,22 @@ impl Driver {
         } else {
             local_ip
         };
-        let socket = bind_even_port(bind_ip).await?;
+        let (socket, rtcp_socket) = bind_rtp_rtcp_pair(bind_ip).await?;
         let port = socket.local_addr().map(|a| a.port()).unwrap_or(0);
+        let rtcp_port = rtcp_socket
+            .as_ref()
+            .and_then(|s| s.local_addr().ok())
+            .map(|a| a.port());
         let local = LocalMedia {
             addr: local_ip,
             rtp_port: port,
+            rtcp_port,
             ..self.template.clone()
         };
         Ok((
             PendingMedia {
                 socket: Arc::new(socket),
+                rtcp_socket: rtcp_socket.map(Arc::new),
                 local_ip,
                 io,
             },
@@ -574,24 +636,18 @@ impl Driver {
         ))
     }
 
+    /// Starts the tasks that forward datagrams from the call's RTP and RTCP
+    /// sockets to the driver; the session tells RTP from RTCP itself.
     fn spawn_receiver(&self, call: CallHandle, p: PendingMedia) -> CallMedia {
-        let tx = self.rtp.0.clone();
-        let sock = p.socket.clone();
-        let receiver = tokio::spawn(async move {
-            let mut buf = vec![0u8; 2048];
-            loop {
-                match sock.recv_from(&mut buf).await {
-                    Ok((n, from)) => {
-                        if tx.send((call, buf[..n].to_vec(), from)).is_err() {
-                            break;
-                        }
-                    }
-                    Err(e) => tracing::trace!("RTP socket: {e}"),
-                }
-            }
-        });
+        let receiver = self.spawn_socket_reader(call, p.socket.clone());
+        let rtcp_receiver = p
+            .rtcp_socket
+            .as_ref()
+            .map(|s| self.spawn_socket_reader(call, s.clone()));
         CallMedia {
             socket: p.socket,
+            rtcp_socket: p.rtcp_socket,
+            rtcp_receiver,
             local_ip: p.local_ip,
             io: p.io,
             session: None,
@@ -605,13 +661,29 @@ impl Driver {
         }
     }
 
-    /// Every 20 ms: one frame from each call's source into its session, and
-    /// one frame from its session into its sink.
+    fn spawn_socket_reader(&self, call: CallHandle, sock: Arc<UdpSocket>) -> JoinHandle<()> {
+        let tx = self.rtp.0.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 2048];
+            loop {
+                match sock.recv_from(&mut buf).await {
+                    Ok((n, from)) => {
+                        if tx.send((call, buf[..n].to_vec(), from)).is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) => tracing::trace!("media socket: {e}"),
+                }
+            }
+        })
+    }
+
     /// Hangs up and stops the call's audio at once (the recording ends
-    /// here, not when the BYE completes).
+    /// here, not when the BYE completes); RTCP BYE goes out first.
     fn hangup(&mut self, call: CallHandle, now: std::time::Instant) {
         if let Some(m) = self.calls.get_mut(&call) {
             m.stopped = true;
+            send_rtcp_bye(m);
         }
         if let Err(e) = self.ua.hangup(call, now) {
             tracing::warn!("hangup: {e}");
@@ -639,11 +711,14 @@ impl Driver {
                 .send(PhoneEvent::MediaTimeout { call, silent_for });
             if let Some(m) = self.calls.get_mut(&call) {
                 m.stopped = true;
+                send_rtcp_bye(m);
             }
             self.ua.abandon(call, now);
         }
     }
 
+    /// Every 20 ms: one frame from each call's source into its session, and
+    /// one frame from its session into its sink; RTCP reports when due.
     fn on_media_tick(&mut self) {
         let now = std::time::Instant::now();
         self.check_rtp_timeouts(now);
@@ -658,6 +733,7 @@ impl Driver {
             m.frame.resize(n, 0);
             m.io.source.read_frame(&mut m.frame);
             session.push_capture(&m.frame);
+            session.handle_timeout(now);
             if m.io.source.is_finished() && !m.source_finished {
                 m.source_finished = true;
                 let _ = self.events.send(PhoneEvent::SourceFinished { call: *call });
@@ -686,6 +762,12 @@ impl Driver {
                     tracing::debug!("RTP send to {dest}: {e}");
                 }
             }
+            let rtcp_socket = m.rtcp_socket.as_ref().unwrap_or(&m.socket);
+            while let Some((dest, pkt)) = session.poll_transmit_rtcp() {
+                if let Err(e) = rtcp_socket.send_to(&pkt, dest).await {
+                    tracing::debug!("RTCP send to {dest}: {e}");
+                }
+            }
         }
     }
 
@@ -712,6 +794,7 @@ impl Driver {
             UaEvent::Ended { call, reason } => {
                 let (stats, codec) = match self.calls.remove(&call) {
                     Some(mut m) => {
+                        send_rtcp_bye(&mut m);
                         if let Err(err) = m.io.sink.finish() {
                             tracing::warn!("finishing audio output: {err}");
                         }
@@ -746,6 +829,8 @@ impl Driver {
             ptime_ms: media.ptime_ms,
             telephone_event_pt: media.telephone_event,
             remote: media.remote_rtp,
+            remote_rtcp: media.remote_rtcp,
+            rtcp_mux: media.rtcp_mux,
             send: media.direction.sends() && media.remote_rtp.is_some(),
             recv: media.direction.recvs(),
         };
@@ -753,8 +838,14 @@ impl Driver {
         match m.session.as_mut() {
             Some(s) => s.update(config),
             None => {
-                m.session = Some(MediaSession::new(
+                let rtcp = RtcpConfig {
+                    min_interval: self.rtcp.min_interval,
+                    ..RtcpConfig::new(random_cname(&mut self.rng), config.clock_rate)
+                };
+                m.session = Some(MediaSession::with_rtcp(
                     config,
+                    rtcp,
+                    &SystemClock,
                     &mut self.rng,
                     std::time::Instant::now(),
                 ))
@@ -763,44 +854,74 @@ impl Driver {
     }
 }
 
+/// RFC 3550 §6.6: the call's last RTCP packet, with BYE, sent without
+/// waiting (the call's state is being dropped).
+fn send_rtcp_bye(m: &mut CallMedia) {
+    let Some(session) = m.session.as_mut() else {
+        return;
+    };
+    session.close(std::time::Instant::now());
+    let rtcp_socket = m.rtcp_socket.as_ref().unwrap_or(&m.socket);
+    let queued = std::iter::from_fn(|| session.poll_transmit())
+        .map(|(dest, pkt)| (&m.socket, dest, pkt))
+        .collect::<Vec<_>>();
+    for (socket, dest, pkt) in queued.into_iter().chain(
+        std::iter::from_fn(|| session.poll_transmit_rtcp()).map(|(d, p)| (rtcp_socket, d, p)),
+    ) {
+        if let Err(e) = socket.try_send_to(&pkt, dest) {
+            tracing::debug!("RTCP BYE to {dest}: {e}");
+        }
+    }
+}
+
 struct PendingMedia {
     socket: Arc<UdpSocket>,
+    rtcp_socket: Option<Arc<UdpSocket>>,
     local_ip: IpAddr,
     io: MediaIo,
 }
 
-/// Binds a UDP socket on an even port, keeping port+1 free for RTCP where
-/// possible (RFC 3550 §11).
-async fn bind_even_port(ip: IpAddr) -> Result<UdpSocket, DriverError> {
+/// Binds the RTP socket on an even port and the RTCP socket on the next,
+/// odd one (RFC 3550 §11). When no such pair is found, RTP gets any port
+/// and RTCP any other, which the SDP then names with `a=rtcp` (RFC 3605);
+/// `None` for RTCP only if no second socket can be bound at all.
+async fn bind_rtp_rtcp_pair(ip: IpAddr) -> Result<(UdpSocket, Option<UdpSocket>), DriverError> {
+    let bind_error = |source| DriverError::Bind {
+        addr: SocketAddr::new(ip, 0),
+        source,
+    };
     let mut last_err = None;
     for _ in 0..20 {
         let s = UdpSocket::bind(SocketAddr::new(ip, 0))
             .await
-            .map_err(|source| DriverError::Bind {
-                addr: SocketAddr::new(ip, 0),
-                source,
-            })?;
+            .map_err(bind_error)?;
         let port = s.local_addr().map(|a| a.port()).unwrap_or(1);
-        if port % 2 == 0 {
-            return Ok(s);
-        }
-        let even = port.wrapping_add(1) & !1;
-        if even != 0 {
+        let (rtp, even) = if port % 2 == 0 {
+            (s, port)
+        } else {
+            let even = port.wrapping_add(1);
             match UdpSocket::bind(SocketAddr::new(ip, even)).await {
-                Ok(s2) => return Ok(s2),
-                Err(e) => last_err = Some(e),
+                Ok(s2) if even != 0 => (s2, even),
+                Ok(_) => continue,
+                Err(e) => {
+                    last_err = Some(e);
+                    continue;
+                }
             }
+        };
+        match UdpSocket::bind(SocketAddr::new(ip, even + 1)).await {
+            Ok(rtcp) => return Ok((rtp, Some(rtcp))),
+            Err(e) => last_err = Some(e),
         }
     }
     if let Some(e) = last_err {
-        tracing::debug!("no even RTP port: {e}")
+        tracing::debug!("no even/odd RTP/RTCP port pair: {e}")
     }
-    UdpSocket::bind(SocketAddr::new(ip, 0))
+    let rtp = UdpSocket::bind(SocketAddr::new(ip, 0))
         .await
-        .map_err(|source| DriverError::Bind {
-            addr: SocketAddr::new(ip, 0),
-            source,
-        })
+        .map_err(bind_error)?;
+    let rtcp = UdpSocket::bind(SocketAddr::new(ip, 0)).await.ok();
+    Ok((rtp, rtcp))
 }
 
 /// Refuses URIs we cannot reach over UDP: `sips:` (TLS, RFC 3261 §26.2)

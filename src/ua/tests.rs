@@ -21,6 +21,8 @@ fn media(ip: &str, port: u16) -> LocalMedia {
     LocalMedia {
         addr: ip.parse().unwrap(),
         rtp_port: port,
+        rtcp_port: None,
+        rtcp_mux: true,
         codecs: vec![CodecKind::Pcmu, CodecKind::Pcma],
         telephone_event: true,
         direction: Direction::SendRecv,
