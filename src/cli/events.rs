@@ -37,10 +37,12 @@ impl Emitter {
 
     pub fn media(&self, call: u64, m: &NegotiatedMedia) {
         let remote = m.remote_rtp.map(|a| a.to_string());
+        let remote_rtcp = m.remote_rtcp.map(|a| a.to_string());
         self.emit(
             "media",
             json!({"call": call, "codec": m.codec.encoding_name(), "payload_type": m.payload_type,
-                   "remote_rtp": remote, "direction": m.direction.attribute(),
+                   "remote_rtp": remote, "remote_rtcp": remote_rtcp, "rtcp_mux": m.rtcp_mux,
+                   "direction": m.direction.attribute(),
                    "telephone_event": m.telephone_event}),
             &format!(
                 "media: {} (PT {}) to {}, {}",
