@@ -164,3 +164,57 @@ pub fn describe_end(reason: &EndReason) -> String {
         EndReason::MediaTimeout => "no audio from the peer (RTP timeout)".into(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::rtcp::{ReceptionSummary, RtcpStats};
+    use crate::media::session::CallQuality;
+
+    #[test]
+    fn statistics_block_shows_counts_loss_rtt_peer_view_and_mos() {
+        let stats = MediaStats {
+            packets_sent: 150,
+            packets_received: 147,
+            late: 1,
+            concealed_frames: 4,
+            jitter_ms: 2.25,
+            jitter_buffer_ms: 60.0,
+            rtcp: RtcpStats {
+                reports_sent: 6,
+                reports_received: 5,
+                rtt_ms: Some(12.5),
+                local: Some(ReceptionSummary {
+                    fraction_lost: 0.0,
+                    cumulative_lost: 3,
+                    highest_seq: 149,
+                    jitter_ms: 2.25,
+                }),
+                remote: Some(ReceptionSummary {
+                    fraction_lost: 0.25,
+                    cumulative_lost: 7,
+                    highest_seq: 1000,
+                    jitter_ms: 1.5,
+                }),
+                ..Default::default()
+            },
+            quality: CallQuality {
+                mos: 4.123,
+                r_factor: 81.04,
+                one_way_delay_ms: 86.25,
+                loss_percent: 2.7,
+            },
+            ..Default::default()
+        };
+        let block = stats_block(3, Some(CodecKind::Pcma), &stats);
+        assert_eq!(
+            block,
+            "call 3 statistics:\n  \
+             PCMA: sent 150 packets, received 147, lost 3 (2.0 %), late 1, concealed 4 frames\n  \
+             jitter 2.2 ms, RTT 12.50 ms, jitter buffer 60 ms; the peer reports lost 7 (25.0 % lately), jitter 1.5 ms\n  \
+             estimated MOS 4.12 (ITU-T G.107 R 81.0, one-way delay 86 ms, loss 2.7 %); RTCP 6 sent, 5 received\n"
+        );
+        let bare = stats_block(1, None, &MediaStats::default());
+        assert!(bare.contains("RTT unknown") && bare.contains("no report from the peer"));
+    }
+}
