@@ -127,14 +127,16 @@ pub fn stats_block(call: u64, codec: Option<CodecKind>, s: &MediaStats) -> Strin
         )),
         None => out.push_str("; no report from the peer\n"),
     }
+    let estimate = match &s.quality {
+        Some(q) => format!(
+            "estimated MOS {:.2} (ITU-T G.107 R {:.1}, one-way delay {:.0} ms, loss {:.1} %)",
+            q.mos, q.r_factor, q.one_way_delay_ms, q.loss_percent
+        ),
+        None => "no audio received, no MOS estimate".to_string(),
+    };
     out.push_str(&format!(
-        "  estimated MOS {:.2} (ITU-T G.107 R {:.1}, one-way delay {:.0} ms, loss {:.1} %); RTCP {} sent, {} received\n",
-        s.quality.mos,
-        s.quality.r_factor,
-        s.quality.one_way_delay_ms,
-        s.quality.loss_percent,
-        s.rtcp.reports_sent,
-        s.rtcp.reports_received
+        "  {estimate}; RTCP {} sent, {} received\n",
+        s.rtcp.reports_sent, s.rtcp.reports_received
     ));
     out
 }
@@ -198,12 +200,12 @@ mod tests {
                 }),
                 ..Default::default()
             },
-            quality: CallQuality {
+            quality: Some(CallQuality {
                 mos: 4.123,
                 r_factor: 81.04,
                 one_way_delay_ms: 86.25,
                 loss_percent: 2.7,
-            },
+            }),
             ..Default::default()
         };
         let block = stats_block(3, Some(CodecKind::Pcma), &stats);
@@ -216,5 +218,6 @@ mod tests {
         );
         let bare = stats_block(1, None, &MediaStats::default());
         assert!(bare.contains("RTT unknown") && bare.contains("no report from the peer"));
+        assert!(bare.contains("no audio received, no MOS estimate"));
     }
 }

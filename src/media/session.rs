@@ -130,8 +130,9 @@ pub struct MediaStats {
     pub rtcp: RtcpStats,
     /// Playout delay of the jitter buffer, in milliseconds.
     pub jitter_buffer_ms: f64,
-    /// Estimated quality of the audio we receive.
-    pub quality: CallQuality,
+    /// Estimated quality of the audio we receive; `None` before any RTP
+    /// has arrived.
+    pub quality: Option<CallQuality>,
 }
 
 /// An ITU-T G.107 E-model estimate of the call as we hear it.
@@ -490,15 +491,15 @@ impl MediaSession {
 
     /// The E-model estimate (ITU-T G.107) for the audio we receive: loss is
     /// what RTCP counts as lost (§A.3) plus what arrived too late to play;
-    /// the codec is taken with its concealment.
-    fn quality(&self, stats: &MediaStats) -> CallQuality {
-        let loss_percent = match self.rtcp.received_counts() {
-            Some((expected, received)) if expected > 0 => {
-                let lost = expected.saturating_sub(received) + stats.late;
-                (lost as f64 * 100.0 / expected as f64).min(100.0)
-            }
-            _ => 0.0,
-        };
+    /// the codec is taken with its concealment. Nothing received, nothing
+    /// to rate.
+    fn quality(&self, stats: &MediaStats) -> Option<CallQuality> {
+        let (expected, received) = self.rtcp.received_counts()?;
+        if received == 0 || expected == 0 {
+            return None;
+        }
+        let lost = expected.saturating_sub(received) + stats.late;
+        let loss_percent = (lost as f64 * 100.0 / expected as f64).min(100.0);
         let one_way_delay_ms = quality::one_way_delay_ms(
             stats.rtcp.rtt_ms.unwrap_or(0.0),
             stats.jitter_buffer_ms,
@@ -509,12 +510,12 @@ impl MediaSession {
             one_way_delay_ms,
             loss_percent,
         );
-        CallQuality {
+        Some(CallQuality {
             mos: quality::mos(&inputs),
             r_factor: quality::r_factor(&inputs),
             one_way_delay_ms,
             loss_percent,
-        }
+        })
     }
 }
 
@@ -805,14 +806,17 @@ mod tests {
         assert!((8..=9).contains(&remote.cumulative_lost), "{remote:?}");
         assert_eq!(sa.rtcp.local.expect("A's reception").cumulative_lost, 0);
         // The E-model: 10 ms + 60 ms buffer + 20 ms packet = 90 ms one way.
-        assert!((sa.quality.one_way_delay_ms - 90.0).abs() < 0.1);
-        assert!(sa.quality.mos > 4.3, "{:?}", sa.quality);
+        let (qa, qb) = (sa.quality.expect("A rated"), sb.quality.expect("B rated"));
+        assert!((qa.one_way_delay_ms - 90.0).abs() < 0.1);
+        assert!(qa.mos > 4.3, "{qa:?}");
         assert!(
-            (sb.quality.loss_percent - 9.0 * 100.0 / 250.0).abs() < 1.0,
-            "{:?}",
-            sb.quality
+            (qb.loss_percent - 9.0 * 100.0 / 250.0).abs() < 1.0,
+            "{qb:?}"
         );
-        assert!(sb.quality.mos < sa.quality.mos - 0.2, "{:?}", sb.quality);
+        assert!(qb.mos < qa.mos - 0.2, "{qb:?}");
+        // Nothing received: no rating.
+        let silent = session(Some(addr(4002)), 24, t0);
+        assert_eq!(silent.stats().quality, None);
     }
 
     /// A lossy network: drops, duplicates, random delay (hence reordering)

@@ -57,6 +57,11 @@ const IP_UDP_OVERHEAD: f64 = 28.0;
 /// §6.4: at most 31 report blocks fit the 5-bit count.
 const MAX_REPORT_BLOCKS: usize = 31;
 
+/// Remote sources remembered; packets from further SSRCs are ignored, so
+/// that forged packets cannot grow the table without bound. A call has one
+/// peer; a few more cover SSRC changes and echoes.
+const MAX_REMOTES: usize = 16;
+
 /// Settings of one RTCP session.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RtcpConfig {
@@ -267,7 +272,9 @@ impl RtcpSession {
         arrival: Instant,
     ) {
         let arrival_units = self.arrival_units(arrival);
-        let remote = self.remotes.entry(ssrc).or_default();
+        let Some(remote) = self.remote(ssrc) else {
+            return;
+        };
         remote.left = false;
         remote.heard_since_report = true;
         let reception = remote
@@ -276,6 +283,15 @@ impl RtcpSession {
         if reception.update_seq(sequence_number) && audio {
             reception.update_jitter(timestamp, arrival_units);
         }
+    }
+
+    /// The state of source `ssrc`, created on first sight unless the table
+    /// is full.
+    fn remote(&mut self, ssrc: u32) -> Option<&mut Remote> {
+        if self.remotes.len() >= MAX_REMOTES && !self.remotes.contains_key(&ssrc) {
+            return None;
+        }
+        Some(self.remotes.entry(ssrc).or_default())
     }
 
     /// The arrival time in RTP timestamp units since the session started.
@@ -305,7 +321,9 @@ impl RtcpSession {
         if let Some(sr) = any.downcast_ref::<SenderReport>() {
             self.on_sender_report(sr, now);
         } else if let Some(rr) = any.downcast_ref::<ReceiverReport>() {
-            self.remotes.entry(rr.ssrc).or_default().left = false;
+            if let Some(remote) = self.remote(rr.ssrc) {
+                remote.left = false;
+            }
             self.on_report_blocks(&rr.reports, now);
         } else if let Some(sdes) = any.downcast_ref::<SourceDescription>() {
             self.on_sdes(sdes);
@@ -317,9 +335,10 @@ impl RtcpSession {
 
     /// §6.4.1: remember the SR's NTP time for our LSR/DLSR, then read its blocks.
     fn on_sender_report(&mut self, sr: &SenderReport, now: Instant) {
-        let remote = self.remotes.entry(sr.ssrc).or_default();
-        remote.left = false;
-        remote.last_sr = Some((NtpTime(sr.ntp_time).middle32(), now));
+        if let Some(remote) = self.remote(sr.ssrc) {
+            remote.left = false;
+            remote.last_sr = Some((NtpTime(sr.ntp_time).middle32(), now));
+        }
         self.on_report_blocks(&sr.reports, now);
     }
 

@@ -354,6 +354,29 @@ fn malformed_datagrams_are_errors_not_panics() {
 }
 
 #[test]
+fn forged_sources_cannot_grow_the_source_table_without_bound() {
+    let t0 = Instant::now();
+    let mut s = session(OUR_SSRC, DEFAULT_MIN_INTERVAL, t0, 14);
+    s.on_rtp_received(PEER_SSRC, 1, 160, true, t0);
+    for ssrc in 0..10_000u32 {
+        let rr = ReceiverReport {
+            ssrc: 0x4000_0000 + ssrc,
+            ..Default::default()
+        };
+        s.handle_packet(&rr.marshal().expect("valid RR"), t0)
+            .expect("RR is accepted");
+        s.on_rtp_received(0x5000_0000 + ssrc, 1, 160, true, t0);
+    }
+    assert_eq!(s.remotes.len(), MAX_REMOTES);
+    assert!(s.remotes.contains_key(&PEER_SSRC), "the real peer stays");
+    // A report still goes out with a block about the peer.
+    let (_, datagram) = next_report(&mut s);
+    let packets = parse(&datagram);
+    let rr = receiver_report(&packets).expect("RR");
+    assert!(rr.reports.iter().any(|b| b.ssrc == PEER_SSRC));
+}
+
+#[test]
 fn cname_is_16_base64_characters_from_96_random_bits_rfc7022() {
     let a = random_cname(&mut StdRng::seed_from_u64(1));
     let b = random_cname(&mut StdRng::seed_from_u64(2));
