@@ -107,9 +107,59 @@ pub fn random_cname(rng: &mut (impl Rng + ?Sized)) -> String {
 /// Why a received RTCP datagram was not used.
 #[derive(Debug, thiserror::Error)]
 pub enum RtcpError {
-    /// The `rtcp` crate could not parse it (RFC 3550 §6.4, §A.2 validity).
+    /// A packet in the compound does not start with version 2 (§6.4.1).
+    #[error("RTCP packet at offset {offset} has version {version}")]
+    BadVersion { offset: usize, version: u8 },
+    /// A packet's header, or the length it declares, runs past the end of
+    /// the datagram (§A.2).
+    #[error("RTCP packet at offset {offset} is truncated")]
+    Truncated { offset: usize },
+    /// The `rtcp` crate could not parse an SR, RR, SDES or BYE.
     #[error("malformed RTCP packet: {0}")]
     Malformed(#[from] rtcp::Error),
+}
+
+/// RFC 3550 §6.4.1–§6.6 packet types we read: SR, RR, SDES and BYE.
+const USED_PACKET_TYPES: std::ops::RangeInclusive<u8> = 200..=203;
+
+/// Splits a compound packet into its packets (RFC 3550 §6.1, §A.2: each
+/// declares its length in 32-bit words minus one) and keeps those of the
+/// types we read. Feedback, XR and APP packets are skipped unparsed (the
+/// `rtcp` crate's parsers of some of them panic on malformed input).
+fn used_packets(data: &[u8]) -> Result<Vec<&[u8]>, RtcpError> {
+    let mut used = Vec::new();
+    let mut offset = 0;
+    while offset < data.len() {
+        let header = data
+            .get(offset..offset + 4)
+            .ok_or(RtcpError::Truncated { offset })?;
+        let version = header[0] >> 6;
+        if version != 2 {
+            return Err(RtcpError::BadVersion { offset, version });
+        }
+        let len = (usize::from(u16::from_be_bytes([header[2], header[3]])) + 1) * 4;
+        let packet = data
+            .get(offset..offset + len)
+            .ok_or(RtcpError::Truncated { offset })?;
+        if USED_PACKET_TYPES.contains(&header[1]) {
+            used.push(packet);
+        }
+        offset += len;
+    }
+    if used.is_empty() && data.is_empty() {
+        return Err(RtcpError::Truncated { offset: 0 });
+    }
+    Ok(used)
+}
+
+/// Parses the packets of a compound that we read; the whole datagram is
+/// refused if any of them is malformed.
+fn parse_used(data: &[u8]) -> Result<Vec<Box<dyn Packet + Send + Sync>>, RtcpError> {
+    let mut packets = Vec::new();
+    for raw in used_packets(data)? {
+        packets.extend(rtcp::packet::unmarshal(&mut Bytes::copy_from_slice(raw))?);
+    }
+    Ok(packets)
 }
 
 /// What RTCP told us about the call so far.
@@ -302,11 +352,11 @@ impl RtcpSession {
 
     /// Takes in one received RTCP datagram (a compound packet, §6.1).
     pub fn handle_packet(&mut self, data: &[u8], now: Instant) -> Result<(), RtcpError> {
-        let packets = match rtcp::packet::unmarshal(&mut Bytes::copy_from_slice(data)) {
+        let packets = match parse_used(data) {
             Ok(packets) => packets,
             Err(e) => {
                 self.stats.malformed += 1;
-                return Err(RtcpError::Malformed(e));
+                return Err(e);
             }
         };
         self.stats.reports_received += 1;
@@ -317,6 +367,7 @@ impl RtcpSession {
     }
 
     fn on_packet(&mut self, packet: &(dyn Packet + Send + Sync), now: Instant) {
+        // Only the types of `USED_PACKET_TYPES` get here.
         let any = packet.as_any();
         if let Some(sr) = any.downcast_ref::<SenderReport>() {
             self.on_sender_report(sr, now);
@@ -330,7 +381,6 @@ impl RtcpSession {
         } else if let Some(bye) = any.downcast_ref::<Goodbye>() {
             self.on_bye(bye);
         }
-        // APP, XR and feedback packets are not used.
     }
 
     /// §6.4.1: remember the SR's NTP time for our LSR/DLSR, then read its blocks.
