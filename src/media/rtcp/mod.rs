@@ -127,6 +127,9 @@ const USED_PACKET_TYPES: std::ops::RangeInclusive<u8> = 200..=203;
 /// types we read. Feedback, XR and APP packets are skipped unparsed (the
 /// `rtcp` crate's parsers of some of them panic on malformed input).
 fn used_packets(data: &[u8]) -> Result<Vec<&[u8]>, RtcpError> {
+    if data.is_empty() {
+        return Err(RtcpError::Truncated { offset: 0 });
+    }
     let mut used = Vec::new();
     let mut offset = 0;
     while offset < data.len() {
@@ -145,9 +148,6 @@ fn used_packets(data: &[u8]) -> Result<Vec<&[u8]>, RtcpError> {
             used.push(packet);
         }
         offset += len;
-    }
-    if used.is_empty() && data.is_empty() {
-        return Err(RtcpError::Truncated { offset: 0 });
     }
     Ok(used)
 }
