@@ -377,6 +377,23 @@ fn answer_with_mux_to_our_mux_offer_multiplexes() {
 }
 
 #[test]
+fn payload_types_64_to_95_rule_out_mux_rfc5761_section_4() {
+    let offer = format!(
+        "{HEAD}m=audio 5000 RTP/AVP 0 72\r\na=rtpmap:72 telephone-event/8000\r\na=rtcp-mux\r\n"
+    );
+    let (sdp, media) = answer(&offer);
+    assert_eq!(media.telephone_event, Some(72));
+    assert!(!sdp.contains("rtcp-mux"), "{sdp}");
+    assert!(!media.rtcp_mux);
+    assert_eq!(media.remote_rtcp, addr("192.0.2.1:5001"));
+    let answer = format!(
+        "{HEAD}m=audio 5000 RTP/AVP 0 72\r\na=rtpmap:72 telephone-event/8000\r\na=rtcp-mux\r\n"
+    );
+    let media = apply_answer(answer.as_bytes(), &local()).unwrap();
+    assert!(!media.rtcp_mux);
+}
+
+#[test]
 fn answer_adding_mux_we_did_not_offer_is_ignored() {
     let mut ours = local();
     ours.rtcp_mux = false;

@@ -28,8 +28,9 @@ pub fn create_answer(
 ) -> Result<(String, NegotiatedMedia), SdpError> {
     let remote = tolerant::read(offer)?;
     let accepted = accept_first(&remote.sections, local)?;
-    // RFC 5761 §5.1.1: multiplex only when offered, and only if we can.
-    let mux = local.rtcp_mux && accepted.audio.rtcp_mux;
+    // RFC 5761 §5.1.1: multiplex only when offered, and only if we can
+    // (not with payload types 64–95, RFC 5761 §4).
+    let mux = local.rtcp_mux && accepted.audio.rtcp_mux && accepted.choice.allows_rtcp_mux();
     let media = super::negotiated_media(accepted.audio, accepted.choice, local.direction, mux);
     let mut out = write::session_header(local.addr, session_id, version);
     for (i, section) in remote.sections.iter().enumerate() {

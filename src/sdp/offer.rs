@@ -66,7 +66,8 @@ pub fn apply_answer(answer: &[u8], our_offer: &LocalMedia) -> Result<NegotiatedM
     let choice = accepted(audio, our_offer).map_err(not_acceptable)?;
     // RFC 5761 §5.1.1: multiplex only when we offered it and the answer
     // has it too; an answer that adds it unasked is ignored (bug 22 C).
-    let mux = our_offer.rtcp_mux && audio.rtcp_mux;
+    // Payload types 64–95 rule it out (RFC 5761 §4).
+    let mux = our_offer.rtcp_mux && audio.rtcp_mux && choice.allows_rtcp_mux();
     Ok(super::negotiated_media(
         audio,
         choice,
