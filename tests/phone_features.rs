@@ -402,3 +402,150 @@ async fn call_waiting_answer_the_second_call_holding_the_first_then_switch_back(
         p.phone.shutdown().await;
     }
 }
+
+// ----- against SIPp (Debian package `sip-tester`) ----------------------
+
+/// A SIPp UAS running one scenario from `tests/data/sipp/` on 127.0.0.1.
+struct Sipp {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Sipp {
+    fn start_uas(scenario: &str, extra: &[&str]) -> Sipp {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/sipp")
+            .join(scenario);
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .expect("a free UDP port")
+            .port();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut cmd = std::process::Command::new("sipp");
+        cmd.arg("-sf")
+            .arg(&path)
+            .args(extra)
+            .args(["-i", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-m", "1", "-nostdin", "-timeout", "20s", "-timeout_error"])
+            .args(["-trace_msg", "-message_file"])
+            .arg(dir.path().join("messages.log"))
+            .args(["-trace_err", "-error_file"])
+            .arg(dir.path().join("errors.log"))
+            .current_dir(dir.path())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let child = cmd
+            .spawn()
+            .expect("run sipp (Debian/Ubuntu package sip-tester)");
+        let mut sipp = Sipp { child, dir, port };
+        let wanted = format!("0100007F:{port:04X}");
+        let deadline = std::time::Instant::now() + LIMIT;
+        while !std::fs::read_to_string("/proc/net/udp")
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.split_whitespace().nth(1) == Some(wanted.as_str()))
+        {
+            if let Ok(Some(status)) = sipp.child.try_wait() {
+                panic!("sipp exited early ({status})\n{}", sipp.logs());
+            }
+            assert!(std::time::Instant::now() < deadline, "sipp did not bind");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        sipp
+    }
+
+    fn uri(&self) -> String {
+        format!("sip:service@127.0.0.1:{}", self.port)
+    }
+
+    fn logs(&self) -> String {
+        let read = |n: &str| std::fs::read_to_string(self.dir.path().join(n)).unwrap_or_default();
+        format!(
+            "--- sipp messages\n{}\n--- sipp errors\n{}",
+            read("messages.log"),
+            read("errors.log")
+        )
+    }
+
+    /// Waits for SIPp's exit status (0: every message as its scenario
+    /// expects).
+    async fn exit_code(&mut self) -> i32 {
+        let deadline = std::time::Instant::now() + LIMIT * 2;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for sipp") {
+                return status.code().unwrap_or(-1);
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("sipp did not finish\n{}", self.logs());
+            }
+            pause(20).await;
+        }
+    }
+}
+
+impl Drop for Sipp {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sipp_sees_sendonly_then_sendrecv_re_invites_with_growing_o_versions_rfc3264_8_4() {
+    let mut sipp = Sipp::start_uas("uas_hold.xml", &[]);
+    let mut a = TestPhone::start("alice", 41).await;
+    let (io_a, _) = io(440.0);
+    let call = a.phone.dial(&sipp.uri(), io_a).await.expect("dial");
+    a.answered(call).await;
+    a.phone.hold(call).await.expect("hold");
+    a.ua_event("held", UaEvent::Held { call }).await;
+    assert_eq!(
+        a.info(call).await.media_direction,
+        Some(Direction::SendOnly)
+    );
+    a.phone.resume(call).await.expect("resume");
+    a.ua_event("resumed", UaEvent::Resumed { call }).await;
+    a.phone.hangup(call);
+    a.ended(call).await;
+    let code = sipp.exit_code().await;
+    assert_eq!(code, 0, "{}", sipp.logs());
+    a.phone.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sipp_transfers_us_we_call_the_target_and_notify_it_rfc3515() {
+    let mut c = TestPhone::start("carol", 51).await;
+    let target = c.uri("carol");
+    let mut sipp = Sipp::start_uas("uas_refer.xml", &["-key", "target", &target]);
+    let mut a = TestPhone::start("alice", 52).await;
+    let (io_a, _) = io(440.0);
+    let call = a.phone.dial(&sipp.uri(), io_a).await.expect("dial");
+    a.answered(call).await;
+    let requested = a
+        .until("transfer request", |e| match e {
+            PhoneEvent::Ua(UaEvent::TransferRequested {
+                call: c, target, ..
+            }) if *c == call => Some(target.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(requested, target);
+    // C receives the INVITE from A and answers.
+    let at_c = c.incoming().await;
+    let (io_c, sink_c) = io(880.0);
+    c.phone.answer(at_c, io_c).await.expect("C answers");
+    a.ended(call).await;
+    let code = sipp.exit_code().await;
+    assert_eq!(code, 0, "{}", sipp.logs());
+    let sc = sink_c.clone();
+    eventually("C hears A", || sc.loud() > 5).await;
+    c.phone.hangup(at_c);
+    c.ended(at_c).await;
+    a.phone.shutdown().await;
+    c.phone.shutdown().await;
+}
