@@ -1318,9 +1318,16 @@ impl UserAgent {
             .and_then(|t| t.tag().map(str::to_string));
         let ack = self.calls.values().find_map(|c| {
             let d = c.dialog.as_ref()?;
-            (d.call_id == call_id && Some(&d.remote_tag) == to_tag.as_ref())
-                .then(|| c.ack.clone())
-                .flatten()
+            if d.call_id != call_id || Some(&d.remote_tag) != to_tag.as_ref() {
+                return None;
+            }
+            // The 2xx to our latest re-INVITE gets that re-INVITE's ACK.
+            if let Some(r) = &c.reinvite
+                && r.request.headers.cseq().ok().map(|s| s.seq) == Some(cseq.seq)
+            {
+                return r.ack.clone().map(|a| (r.dest, a));
+            }
+            c.ack.clone()
         });
         if let Some((dest, payload)) = ack {
             self.transmit(dest, payload);

@@ -1380,3 +1380,32 @@ SIP/2.0 200 OK
     let resp = response_to(&mut p, notify);
     assert!(resp.starts_with("SIP/2.0 481"), "{resp}");
 }
+
+#[test]
+fn a_late_retransmitted_2xx_to_our_reinvite_gets_the_reinvites_ack_rfc3261_13_2_2_4() {
+    let mut p = Pair::new();
+    let (call, _) = established(&mut p);
+    p.a.hold(call, p.now).unwrap();
+    p.settle();
+    let ok = p
+        .raw
+        .iter()
+        .filter(|(f, d)| f == "b" && d.starts_with(b"SIP/2.0 200"))
+        .nth(1)
+        .map(|(_, d)| d.clone())
+        .expect("B answered the re-INVITE");
+    // Long after the client transaction ended (Timer M), the 2xx again.
+    p.run_for(Duration::from_secs(40));
+    let before = p.sent("a", "ACK ");
+    p.a.handle_datagram(&ok, addr(B), addr(A).ip(), p.now);
+    let mut acks = Vec::new();
+    while let Some(o) = p.a.poll_output() {
+        if let UaOutput::Transmit(t) = o
+            && t.payload.starts_with(b"ACK ")
+        {
+            acks.push(String::from_utf8(t.payload).unwrap());
+        }
+    }
+    assert_eq!(acks.len(), 1, "{before} {acks:?}");
+    assert!(acks[0].contains("CSeq: 2 ACK"), "{}", acks[0]);
+}
