@@ -1092,7 +1092,12 @@ impl UserAgent {
             return;
         }
         if let Some(call) = self.refer_call(key) {
-            self.on_refer_response(call, &resp);
+            if resp.status < 300
+                && let Some(realm) = self.accounts.realm_of(key)
+            {
+                self.accounts.digest.on_accepted(&realm);
+            }
+            self.on_refer_response(call, &resp, now);
             return;
         }
         let Some((call, is_invite)) = self.call_for_client_key(key) else {

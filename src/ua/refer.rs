@@ -47,6 +47,10 @@ pub enum TransferProgress {
 pub struct ReferOut {
     pub key: TransactionKey,
     pub target: String,
+    /// The REFER as sent, to send again with credentials.
+    pub request: Request,
+    /// A challenge was already answered for this REFER.
+    pub auth_tried: bool,
     /// A final sipfrag or REFER failure was reported.
     pub done: bool,
 }
@@ -127,11 +131,13 @@ impl UserAgent {
         let dest = next_hop_addr(dialog, c.peer);
         self.add_common_headers(&mut req.headers, local_ip);
         req.set_body("", Vec::new());
-        let key = self.tx.send_request(req, dest, now)?;
+        let key = self.tx.send_request(req.clone(), dest, now)?;
         let c = self.calls.get_mut(&call).expect("checked above");
         c.refer_out = Some(ReferOut {
             key,
             target: uri.to_string(),
+            request: req,
+            auth_tried: false,
             done: false,
         });
         self.drain_tx(now);
@@ -146,9 +152,13 @@ impl UserAgent {
             .map(|c| c.handle)
     }
 
-    /// The response to our REFER: 2xx (202) accepted, else failed.
-    pub(super) fn on_refer_response(&mut self, call: CallHandle, resp: &Response) {
+    /// The response to our REFER: 2xx (202) accepted, a 401/407 answered
+    /// once with credentials, else failed.
+    pub(super) fn on_refer_response(&mut self, call: CallHandle, resp: &Response, now: Instant) {
         if resp.status < 200 {
+            return;
+        }
+        if matches!(resp.status, 401 | 407) && self.retry_refer_with_credentials(call, resp, now) {
             return;
         }
         let progress = if resp.status < 300 {
@@ -160,6 +170,52 @@ impl UserAgent {
             }
         };
         self.report_transfer(call, progress);
+    }
+
+    /// RFC 3261 §22.2: the same REFER with a new CSeq and credentials.
+    fn retry_refer_with_credentials(
+        &mut self,
+        call: CallHandle,
+        resp: &Response,
+        now: Instant,
+    ) -> bool {
+        let Some(c) = self.calls.get(&call) else {
+            return false;
+        };
+        let Some(r) = c.refer_out.as_ref().filter(|r| !r.auth_tried) else {
+            return false;
+        };
+        let old = r.request.clone();
+        let local_ip = c.local_ip;
+        let via = self.new_via(local_ip);
+        let c = self.calls.get_mut(&call).expect("checked above");
+        let Some(dialog) = c.dialog.as_mut() else {
+            return false;
+        };
+        let mut req = dialog.create_request(Method::Refer, &via, None);
+        let dest = next_hop_addr(dialog, c.peer);
+        for name in ["Refer-To", "Referred-By", "Contact", "Allow", "User-Agent"] {
+            req.headers.copy_from(&old.headers, name);
+        }
+        req.set_body("", Vec::new());
+        let auth = match self.authorization_for(resp, "REFER", &req.uri.clone(), &[]) {
+            Ok(a) => a,
+            Err(reason) => {
+                tracing::warn!("{reason}");
+                return false;
+            }
+        };
+        req.headers.push(auth.name, auth.value);
+        let Ok(key) = self.tx.send_request(req.clone(), dest, now) else {
+            return false;
+        };
+        self.accounts.note_authorized(key.clone(), auth.realm);
+        let c = self.calls.get_mut(&call).expect("checked above");
+        let r = c.refer_out.as_mut().expect("checked above");
+        r.key = key;
+        r.request = req;
+        r.auth_tried = true;
+        true
     }
 
     /// The REFER got no response or could not be sent.

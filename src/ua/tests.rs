@@ -1409,3 +1409,43 @@ fn a_late_retransmitted_2xx_to_our_reinvite_gets_the_reinvites_ack_rfc3261_13_2_
     assert_eq!(acks.len(), 1, "{before} {acks:?}");
     assert!(acks[0].contains("CSeq: 2 ACK"), "{}", acks[0]);
 }
+
+#[test]
+fn a_challenged_refer_is_sent_again_with_credentials_rfc3261_22_2() {
+    let mut p = Pair::new();
+    let (call, incoming) = established(&mut p);
+    p.a.set_credentials(Some(crate::ua::digest::Credentials::new("alice", "secret")));
+    p.a.transfer(call, "sip:carol@127.0.0.3:5064", p.now)
+        .unwrap();
+    let refer = take_a_request(&mut p, "REFER ");
+    let mut challenge = crate::transaction::make_response(&refer, 401, None);
+    challenge.headers.push(
+        "WWW-Authenticate",
+        "Digest realm=\"example.com\", nonce=\"r1\", algorithm=MD5",
+    );
+    p.a.handle_datagram(&challenge.to_bytes(), addr(B), addr(A).ip(), p.now);
+    let retry = take_a_request(&mut p, "REFER ");
+    assert!(retry.headers.get("Authorization").is_some());
+    assert_eq!(
+        retry.headers.get("Refer-To"),
+        Some("<sip:carol@127.0.0.3:5064>")
+    );
+    assert_eq!(
+        retry.headers.cseq().unwrap().seq,
+        refer.headers.cseq().unwrap().seq + 1
+    );
+    assert!(
+        transfer_progress(&p.a_events).is_empty(),
+        "no failure reported"
+    );
+    p.b.handle_datagram(&retry.to_bytes(), addr(A), addr(B).ip(), p.now);
+    p.settle();
+    assert_eq!(
+        transfer_progress(&p.a_events).first(),
+        Some(&crate::ua::TransferProgress::Accepted)
+    );
+    assert!(has(&p.b_events, |e| matches!(
+        e,
+        UaEvent::TransferRequested { call, .. } if *call == incoming
+    )));
+}
