@@ -226,7 +226,7 @@ async fn hold_stops_the_media_both_ways_and_resume_restarts_it_rfc3264_8_4() {
     assert!(info_b.hold.remote && !info_b.hold.local);
     assert_eq!(info_b.media_direction, Some(Direction::RecvOnly));
     // Let packets in flight arrive, then nothing moves either way.
-    pause(150).await;
+    pause(300).await;
     let (rx_b, rx_a) = (
         b.packets_received(incoming).await,
         a.packets_received(call).await,
@@ -257,7 +257,7 @@ async fn hold_stops_the_media_both_ways_and_resume_restarts_it_rfc3264_8_4() {
     // Mute: the stream goes on, but carries silence.
     a.phone.mute(call, true).await.expect("mute");
     assert!(a.info(call).await.muted);
-    pause(150).await;
+    pause(300).await;
     let (sent, loud_b) = (a.packets_sent(call).await, sink_b.loud());
     pause(300).await;
     assert!(a.packets_sent(call).await > sent + 5, "RTP keeps flowing");
@@ -370,7 +370,7 @@ async fn call_waiting_answer_the_second_call_holding_the_first_then_switch_back(
     let s2 = sink_b2.clone();
     eventually("B hears C", || s2.loud() > 5).await;
     // The held call does not play to its sink.
-    pause(100).await;
+    pause(300).await;
     let frames_b1 = sink_b1.frames();
     pause(300).await;
     assert_eq!(sink_b1.frames(), frames_b1, "held call plays nothing");
@@ -387,7 +387,7 @@ async fn call_waiting_answer_the_second_call_holding_the_first_then_switch_back(
         .await;
     let s1 = sink_b1.clone();
     eventually("B hears A again", || s1.loud() > frames_b1 + 5).await;
-    pause(100).await;
+    pause(300).await;
     let frames_b2 = sink_b2.frames();
     pause(300).await;
     assert_eq!(sink_b2.frames(), frames_b2, "now the second is silent");
