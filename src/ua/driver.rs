@@ -21,8 +21,9 @@ use tokio::time::{Instant as TokioInstant, MissedTickBehavior};
 
 use super::accounts::RegHandle;
 use super::agent::{EndReason, UaConfig, UaEvent, UaOutput, UserAgent};
-use super::call::CallHandle;
+use super::call::{CallDirection, CallHandle, CallState};
 use super::digest::Credentials;
+use super::hold::HoldState;
 use super::registration::RegistrationConfig;
 use crate::media::audio::{AudioSink, AudioSource};
 use crate::media::codec::CodecKind;
@@ -87,6 +88,34 @@ enum Command {
     Hangup {
         call: CallHandle,
     },
+    Hold {
+        call: CallHandle,
+        hold: bool,
+        reply: oneshot::Sender<Result<(), DriverError>>,
+    },
+    Mute {
+        call: CallHandle,
+        muted: bool,
+        reply: oneshot::Sender<Result<(), DriverError>>,
+    },
+    Calls {
+        reply: oneshot::Sender<Vec<CallInfo>>,
+    },
+    Transfer {
+        call: CallHandle,
+        target: String,
+        reply: oneshot::Sender<Result<(), DriverError>>,
+    },
+    /// Hold every other answered call we do not hold, and resume `call`
+    /// if we hold it.
+    Switch {
+        call: CallHandle,
+        reply: oneshot::Sender<Result<(), DriverError>>,
+    },
+    Stats {
+        call: CallHandle,
+        reply: oneshot::Sender<Option<MediaStats>>,
+    },
     /// Finish the current work and end the task.
     Shutdown,
 }
@@ -133,6 +162,27 @@ pub enum PhoneEvent {
         call: CallHandle,
         digit: char,
     },
+}
+
+/// One call as [`Phone::calls`] lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallInfo {
+    pub call: CallHandle,
+    /// Who started it.
+    pub direction: CallDirection,
+    pub state: CallState,
+    /// The other party (name-addr text).
+    pub peer: String,
+    /// Time since the answer (None before it).
+    pub duration: Option<Duration>,
+    /// The negotiated codec, once media is negotiated.
+    pub codec: Option<CodecKind>,
+    /// Our negotiated media direction (RFC 3264 §6.1).
+    pub media_direction: Option<Direction>,
+    /// Who holds whom (RFC 3264 §8.4).
+    pub hold: HoldState,
+    /// Our captured audio is replaced by silence.
+    pub muted: bool,
 }
 
 /// Errors the shell reports.
@@ -201,6 +251,7 @@ impl Phone {
             rng: StdRng::seed_from_u64(ua_cfg.seed ^ 0x5eed),
             route_cache: HashMap::new(),
             rtp_timeout: cfg.rtp_timeout,
+            pending_transfers: Vec::new(),
         };
         let task = tokio::spawn(driver.run());
         Ok((
@@ -299,6 +350,96 @@ impl Phone {
         let _ = self.commands.send(Command::Hangup { call });
     }
 
+    /// Puts `call` on hold: returns once the re-INVITE (`a=sendonly`, or
+    /// `a=inactive` when the peer holds us) is sent; the outcome arrives as
+    /// [`UaEvent::Held`] or [`UaEvent::HoldFailed`]. While held, the call
+    /// neither reads its audio source nor writes its sink (RFC 3264 §8.4).
+    pub async fn hold(&self, call: CallHandle) -> Result<(), DriverError> {
+        self.request(|reply| Command::Hold {
+            call,
+            hold: true,
+            reply,
+        })
+        .await?
+    }
+
+    /// Takes `call` off hold (`a=sendrecv` re-INVITE); the outcome arrives
+    /// as [`UaEvent::Resumed`] or [`UaEvent::HoldFailed`].
+    pub async fn resume(&self, call: CallHandle) -> Result<(), DriverError> {
+        self.request(|reply| Command::Hold {
+            call,
+            hold: false,
+            reply,
+        })
+        .await?
+    }
+
+    /// Mutes (or unmutes) `call`: our captured audio is replaced by
+    /// silence, the RTP stream goes on.
+    pub async fn mute(&self, call: CallHandle, muted: bool) -> Result<(), DriverError> {
+        self.request(|reply| Command::Mute { call, muted, reply })
+            .await?
+    }
+
+    /// Blind transfer (RFC 5589 §6): asks the peer of `call` to call
+    /// `target` (REFER, RFC 3515). Returns once the REFER is sent; progress
+    /// arrives as [`UaEvent::Transfer`] events, and on success the call is
+    /// hung up. Put the call on hold first if the peer should hear nothing
+    /// meanwhile.
+    pub async fn transfer(&self, call: CallHandle, target: &str) -> Result<(), DriverError> {
+        self.request(|reply| Command::Transfer {
+            call,
+            target: target.to_string(),
+            reply,
+        })
+        .await?
+    }
+
+    /// Call waiting: answers `call` after putting every other answered
+    /// call on hold (the `hold` re-INVITEs go out first). [`Phone::answer`]
+    /// leaves other calls alone.
+    pub async fn answer_waiting(&self, call: CallHandle, io: MediaIo) -> Result<(), DriverError> {
+        self.request(|reply| Command::Switch { call, reply })
+            .await??;
+        self.answer(call, io).await
+    }
+
+    /// Call waiting: makes `call` the active one: every other answered
+    /// call we do not hold yet is put on hold, and `call` is resumed if we
+    /// hold it. Only calls already answered are touched.
+    pub async fn switch(&self, call: CallHandle) -> Result<(), DriverError> {
+        self.request(|reply| Command::Switch { call, reply })
+            .await?
+    }
+
+    /// Every live call with its state, peer, duration, codec and direction,
+    /// oldest first.
+    pub async fn calls(&self) -> Vec<CallInfo> {
+        self.request(|reply| Command::Calls { reply })
+            .await
+            .unwrap_or_default()
+    }
+
+    /// The media counters of `call` (None without media or call).
+    pub async fn stats(&self, call: CallHandle) -> Option<MediaStats> {
+        self.request(|reply| Command::Stats { call, reply })
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Sends a command carrying a reply channel and waits for the reply.
+    async fn request<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, DriverError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(make(reply))
+            .map_err(|_| DriverError::Stopped)?;
+        rx.await.map_err(|_| DriverError::Stopped)
+    }
+
     /// Stops the phone task once everything queued so far has been sent
     /// (calls should have ended first).
     pub async fn shutdown(self) {
@@ -351,6 +492,13 @@ struct CallMedia {
     last_rtp: Option<std::time::Instant>,
     /// Hung up by us: no more audio in or out while the BYE completes.
     stopped: bool,
+    /// Send silence instead of the captured audio.
+    muted: bool,
+    /// Our direction from the last offer/answer (RFC 3264 §6.1).
+    negotiated: Option<Direction>,
+    /// This call was placed for a transfer and took over the audio of
+    /// that call; it goes back there if the new call fails.
+    took_io_from: Option<CallHandle>,
 }
 
 impl Drop for CallMedia {
@@ -376,6 +524,9 @@ struct Driver {
     /// Local address used towards each peer address (wildcard binds).
     route_cache: HashMap<IpAddr, IpAddr>,
     rtp_timeout: Option<Duration>,
+    /// REFERs accepted whose new call is still to be placed:
+    /// (original call, target).
+    pending_transfers: Vec<(CallHandle, String)>,
 }
 
 impl Driver {
@@ -421,6 +572,10 @@ impl Driver {
                 _ = tick.tick(), if !self.calls.is_empty() => self.on_media_tick(),
             }
             self.drain().await;
+            while !self.pending_transfers.is_empty() {
+                self.place_transfer_calls().await;
+                self.drain().await;
+            }
             self.send_media().await;
             // The tick is disabled while there are no calls; restart it so
             // that a new call does not get a burst of missed ticks.
@@ -489,8 +644,89 @@ impl Driver {
                 }
             }
             Command::Hangup { call } => self.hangup(call, now),
+            Command::Hold { call, hold, reply } => {
+                let r = if hold {
+                    self.ua.hold(call, now)
+                } else {
+                    self.ua.resume(call, now)
+                };
+                let _ = reply.send(r.map_err(DriverError::from));
+            }
+            Command::Mute { call, muted, reply } => {
+                let r = match self.calls.get_mut(&call) {
+                    Some(m) => {
+                        m.muted = muted;
+                        Ok(())
+                    }
+                    None => Err(super::agent::UaError::NoSuchCall { call }.into()),
+                };
+                let _ = reply.send(r);
+            }
+            Command::Transfer {
+                call,
+                target,
+                reply,
+            } => {
+                let r = self.ua.transfer(call, &target, now);
+                let _ = reply.send(r.map_err(DriverError::from));
+            }
+            Command::Switch { call, reply } => {
+                let _ = reply.send(self.switch(call, now));
+            }
+            Command::Calls { reply } => {
+                let _ = reply.send(self.call_infos(now));
+            }
+            Command::Stats { call, reply } => {
+                let stats = self
+                    .calls
+                    .get(&call)
+                    .and_then(|m| m.session.as_ref())
+                    .map(|s| s.stats());
+                let _ = reply.send(stats);
+            }
             Command::Shutdown => {}
         }
+    }
+
+    /// Holds every other confirmed call we do not hold, then resumes
+    /// `call` if we hold it.
+    fn switch(&mut self, call: CallHandle, now: std::time::Instant) -> Result<(), DriverError> {
+        if self.ua.call_state(call).is_none() {
+            return Err(super::agent::UaError::NoSuchCall { call }.into());
+        }
+        for other in self.ua.call_handles() {
+            let active = self.ua.call_state(other) == Some(CallState::Confirmed)
+                && self.ua.hold_state(other).is_some_and(|h| !h.local);
+            if other != call && active {
+                self.ua.hold(other, now)?;
+            }
+        }
+        if self.ua.hold_state(call).is_some_and(|h| h.local) {
+            self.ua.resume(call, now)?;
+        }
+        Ok(())
+    }
+
+    fn call_infos(&self, now: std::time::Instant) -> Vec<CallInfo> {
+        self.ua
+            .call_handles()
+            .into_iter()
+            .filter_map(|call| {
+                let m = self.calls.get(&call);
+                let config = m.and_then(|m| m.session.as_ref()).map(|s| s.config());
+                Some(CallInfo {
+                    call,
+                    direction: self.ua.call_direction(call)?,
+                    state: self.ua.call_state(call)?,
+                    peer: self.ua.call_peer(call)?,
+                    duration: self.ua.call_duration(call, now),
+                    codec: config.map(|c| c.codec),
+                    media_direction: m.and_then(|m| m.negotiated),
+                    hold: self.ua.hold_state(call)?,
+                    muted: m.is_some_and(|m| m.muted),
+                })
+            })
+            .collect()
     }
 
     async fn dial(
@@ -512,6 +748,59 @@ impl Driver {
             .dial(target, dest, local, std::time::Instant::now())?;
         self.calls.insert(call, self.spawn_receiver(call, media));
         Ok(call)
+    }
+
+    /// Transferee: places the calls asked for by accepted REFERs. The new
+    /// call takes over the original call's audio (the user keeps talking
+    /// on the same device); a failure is reported in a final NOTIFY.
+    async fn place_transfer_calls(&mut self) {
+        for (original, target) in std::mem::take(&mut self.pending_transfers) {
+            let now = std::time::Instant::now();
+            let placed = self.place_transfer_call(original, &target).await;
+            if let Err(e) = placed {
+                tracing::warn!("transfer to {target}: {e}");
+                let (status, reason) = match e {
+                    DriverError::Resolve { .. } => (404, "Not Found"),
+                    DriverError::BadTarget { .. } | DriverError::Unsupported { .. } => {
+                        (400, "Bad Request")
+                    }
+                    _ => (503, "Service Unavailable"),
+                };
+                self.ua.refer_failed(original, status, reason, now);
+            }
+        }
+    }
+
+    async fn place_transfer_call(
+        &mut self,
+        original: CallHandle,
+        target: &str,
+    ) -> Result<(), DriverError> {
+        check_udp_target(target)?;
+        let dest = resolve_uri(target, self.sip.local_addr()).await?;
+        check_destination(dest, self.sip.local_addr())?;
+        let local_ip = advertised_ip(self.sip.local_addr().ip(), Some(dest));
+        let io = match self.calls.get_mut(&original) {
+            Some(m) => std::mem::replace(
+                &mut m.io,
+                MediaIo {
+                    source: Box::new(crate::media::audio::NullSource),
+                    sink: Box::new(crate::media::audio::NullSink),
+                },
+            ),
+            None => MediaIo {
+                source: Box::new(crate::media::audio::NullSource),
+                sink: Box::new(crate::media::audio::NullSink),
+            },
+        };
+        let (media, local) = self.open_media(local_ip, io).await?;
+        let call =
+            self.ua
+                .dial_referred(original, target, dest, local, std::time::Instant::now())?;
+        let mut m = self.spawn_receiver(call, media);
+        m.took_io_from = Some(original);
+        self.calls.insert(call, m);
+        Ok(())
     }
 
     async fn register(&mut self, spec: RegisterSpec) -> Result<RegHandle, DriverError> {
@@ -602,6 +891,9 @@ impl Driver {
             sink_failed: false,
             last_rtp: None,
             stopped: false,
+            muted: false,
+            negotiated: None,
+            took_io_from: None,
         }
     }
 
@@ -626,7 +918,13 @@ impl Driver {
         let dead: Vec<(CallHandle, Duration)> = self
             .calls
             .iter()
-            .filter(|(_, m)| !m.stopped && m.session.as_ref().is_some_and(|s| s.config().recv))
+            .filter(|(_, m)| {
+                // On hold either way the peer may rightly send nothing.
+                !m.stopped
+                    && m.session
+                        .as_ref()
+                        .is_some_and(|s| s.config().recv && s.config().send)
+            })
             .filter_map(|(c, m)| {
                 let silent = now.saturating_duration_since(m.last_rtp?);
                 (silent > limit).then_some((*c, silent))
@@ -656,7 +954,17 @@ impl Driver {
             };
             let n = session.config().frame_samples();
             m.frame.resize(n, 0);
-            m.io.source.read_frame(&mut m.frame);
+            // RFC 3264 §8.4: a call on hold (either way) neither takes our
+            // audio nor plays to our device; another call may use them.
+            let (send, recv) = (session.config().send, session.config().recv);
+            if send {
+                m.io.source.read_frame(&mut m.frame);
+                if m.muted {
+                    m.frame.fill(0);
+                }
+            } else {
+                m.frame.fill(0);
+            }
             session.push_capture(&m.frame);
             if m.io.source.is_finished() && !m.source_finished {
                 m.source_finished = true;
@@ -664,6 +972,9 @@ impl Driver {
             }
             m.playback.clear();
             session.pull_playback_into(now, &mut m.playback);
+            if !recv {
+                continue;
+            }
             if let Err(e) = m.io.sink.write_frame(&m.playback)
                 && !m.sink_failed
             {
@@ -709,9 +1020,21 @@ impl Driver {
                 self.apply_media(call, media);
                 let _ = self.events.send(PhoneEvent::Ua(e));
             }
+            UaEvent::TransferRequested {
+                call, ref target, ..
+            } => {
+                self.pending_transfers.push((call, target.clone()));
+                let _ = self.events.send(PhoneEvent::Ua(e));
+            }
             UaEvent::Ended { call, reason } => {
                 let (stats, codec) = match self.calls.remove(&call) {
                     Some(mut m) => {
+                        // A failed transfer call gives the audio back.
+                        if let Some(orig) = m.took_io_from
+                            && let Some(o) = self.calls.get_mut(&orig)
+                        {
+                            std::mem::swap(&mut o.io, &mut m.io);
+                        }
                         if let Err(err) = m.io.sink.finish() {
                             tracing::warn!("finishing audio output: {err}");
                         }
@@ -736,9 +1059,11 @@ impl Driver {
     /// Starts or updates the call's media session for newly negotiated
     /// media (RFC 3264 §5, §8).
     fn apply_media(&mut self, call: CallHandle, media: &NegotiatedMedia) {
+        let held_by_us = self.ua.hold_state(call).is_some_and(|h| h.local);
         let Some(m) = self.calls.get_mut(&call) else {
             return;
         };
+        m.negotiated = Some(media.direction);
         let config = MediaConfig {
             codec: media.codec,
             payload_type: media.payload_type,
@@ -746,12 +1071,21 @@ impl Driver {
             ptime_ms: media.ptime_ms,
             telephone_event_pt: media.telephone_event,
             remote: media.remote_rtp,
-            send: media.direction.sends() && media.remote_rtp.is_some(),
+            // While we hold the call (sendonly), we may send but do not:
+            // the held party hears nothing from our device.
+            send: media.direction.sends() && media.remote_rtp.is_some() && !held_by_us,
             recv: media.direction.recvs(),
         };
         let _ = m.local_ip;
         match m.session.as_mut() {
-            Some(s) => s.update(config),
+            Some(s) => {
+                // The RTP timeout counts again from a direction change
+                // (e.g. resume after hold).
+                if (s.config().send, s.config().recv) != (config.send, config.recv) {
+                    m.last_rtp = m.last_rtp.map(|_| std::time::Instant::now());
+                }
+                s.update(config)
+            }
             None => {
                 m.session = Some(MediaSession::new(
                     config,
