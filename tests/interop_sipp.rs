@@ -492,3 +492,28 @@ fn rfc4733_digits_played_by_sipp_are_reported() {
         .collect();
     assert_eq!(digits, "19", "{events:#?}");
 }
+
+/// RFC 3515: SIPp answers, then transfers us with REFER to a second
+/// sipline; `sipline call` follows the transfer: it reports it, the target
+/// answers, and the call ends after the duration with our BYE to the target.
+#[test]
+fn call_follows_a_blind_transfer_from_sipp_to_the_target() {
+    let (mut carol, carol_port) = Sipline::answer(&["--count", "1", "--null-audio"]);
+    let target = format!("sip:carol@127.0.0.1:{carol_port}");
+    let mut sipp = Sipp::start_uas(&["-sf", &scenario("uas_refer.xml"), "-key", "target", &target]);
+    let mut call = sipline_call(&sipp.uri(), &["--duration", "2"]);
+    let (code, events) = call.wait_exit(LIMIT);
+    assert_exits(&call, code, 0, &events, &mut sipp);
+    let transferred = events_named(&events, "transferred");
+    assert_eq!(transferred.len(), 1, "{events:#?}");
+    assert_eq!(transferred[0]["target"], target.as_str(), "{events:#?}");
+    assert_eq!(events_named(&events, "answered").len(), 2, "{events:#?}");
+    assert_eq!(end_kind(&events), "local_hangup", "{events:#?}");
+    let (carol_code, carol_events) = carol.wait_exit(LIMIT);
+    assert_eq!(carol_code, 0, "{carol_events:#?}\n{}", carol.stderr());
+    assert_eq!(
+        end_kind(&carol_events),
+        "remote_hangup",
+        "{carol_events:#?}"
+    );
+}
