@@ -10,7 +10,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use rand::Rng;
@@ -18,11 +18,12 @@ use serde::Serialize;
 
 use super::codec::{CodecKind, Decoder, Encoder};
 use super::dtmf::{BadDigit, DtmfReceiver, DtmfSender};
-use super::jitter::{Frame, JitterBuffer};
+use super::jitter::{Frame, JitterBuffer, JitterConfig};
 use super::rtp::{Kind, RtpPacket, RtpSender, classify};
 
-/// Playout delay of the jitter buffer: three 20 ms frames.
-pub const DEFAULT_TARGET_DELAY: Duration = Duration::from_millis(60);
+/// Decoded frames quieter than this RMS level (about −45 dBFS) count as
+/// silence, when the jitter buffer may drop or repeat frames unheard.
+const SILENCE_RMS: i64 = 184;
 
 /// What SDP negotiation decided for the audio stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +44,8 @@ pub struct MediaConfig {
     pub send: bool,
     /// Whether we play what we receive (`sendrecv`/`recvonly`).
     pub recv: bool,
+    /// Bounds of the adaptive jitter buffer's delay.
+    pub jitter: JitterConfig,
 }
 
 impl MediaConfig {
@@ -58,6 +61,7 @@ impl MediaConfig {
             remote,
             send: true,
             recv: true,
+            jitter: JitterConfig::default(),
         }
     }
 
@@ -104,6 +108,14 @@ pub struct MediaStats {
     pub rebuffers: u64,
     /// Times the remote SSRC changed.
     pub ssrc_changes: u64,
+    /// Jitter-buffer delay of the frame played last, in milliseconds.
+    pub jitter_buffer_ms: f64,
+    /// Delay the adaptive jitter buffer aims at now, in milliseconds.
+    pub jitter_target_ms: f64,
+    /// Frames the jitter buffer grew by (concealment inserted).
+    pub jitter_grown: u64,
+    /// Frames the jitter buffer shrank by (silence dropped, or merged).
+    pub jitter_shrunk: u64,
 }
 
 /// Why DTMF cannot be sent.
@@ -131,6 +143,10 @@ pub struct MediaSession {
     stats: MediaStats,
     dtmf_out: DtmfSender,
     dtmf_in: DtmfReceiver,
+    /// Whether the last decoded frame was speech (not silence).
+    voice: bool,
+    /// Decoded frames of a [`Frame::Merge`], reused.
+    merge: Vec<i16>,
 }
 
 impl std::fmt::Debug for MediaSession {
@@ -159,6 +175,8 @@ impl MediaSession {
             stats: MediaStats::default(),
             dtmf_out: DtmfSender::default(),
             dtmf_in: DtmfReceiver::default(),
+            voice: true,
+            merge: Vec::new(),
             config,
         }
     }
@@ -295,24 +313,59 @@ impl MediaSession {
     }
 
     /// Appends exactly one frame (`frame_samples`) of audio to play now:
-    /// decoded from the jitter buffer, concealed when the packet is missing,
-    /// silence before playout starts or while not receiving.
+    /// decoded from the jitter buffer, concealed when the packet is missing
+    /// or the buffer grows, two frames crossfaded into one when it shrinks
+    /// during speech, silence before playout starts or while not receiving.
     pub fn pull_playback_into(&mut self, now: Instant, out: &mut Vec<i16>) {
         let samples = self.config.frame_samples();
         let start = out.len();
         match self.jitter.pop(now) {
-            Some(Frame::Audio { payload, .. }) if self.config.recv => {
-                self.decoder.decode(&payload, out);
-            }
-            Some(Frame::Missing { .. }) if self.config.recv => {
-                self.stats.concealed_frames += 1;
-                self.decoder.conceal(samples, out);
-            }
+            Some(frame) if self.config.recv => self.play(frame, samples, out),
             _ => {}
         }
         // A peer with another ptime yields other frame sizes; the audio
         // device gets a steady frame size regardless.
         out.resize(start + samples, 0);
+    }
+
+    /// Turns one jitter-buffer frame into audio appended to `out`, and
+    /// tells the buffer whether it was speech.
+    fn play(&mut self, frame: Frame, samples: usize, out: &mut Vec<i16>) {
+        let start = out.len();
+        match frame {
+            Frame::Audio { payload, .. } => {
+                self.decoder.decode(&payload, out);
+                self.note_voice(&out[start..]);
+            }
+            Frame::Missing { .. } => {
+                self.stats.concealed_frames += 1;
+                self.decoder.conceal(samples, out);
+            }
+            Frame::Stretch { .. } => {
+                // In silence the stretch is silence too; during speech it
+                // is concealment.
+                if self.voice {
+                    self.stats.concealed_frames += 1;
+                }
+                self.decoder.conceal(samples, out);
+            }
+            Frame::Merge { payload, next, .. } => {
+                self.merge.clear();
+                self.decoder.decode(&payload, &mut self.merge);
+                let half = self.merge.len();
+                self.decoder.decode(&next, &mut self.merge);
+                let (first, second) = self.merge.split_at(half);
+                crossfade(first, second, out);
+                self.note_voice(&out[start..]);
+            }
+        }
+    }
+
+    fn note_voice(&mut self, pcm: &[i16]) {
+        let energy: i64 = pcm.iter().map(|&s| i64::from(s) * i64::from(s)).sum();
+        let n = pcm.len().max(1) as i64;
+        self.voice = energy / n >= SILENCE_RMS * SILENCE_RMS;
+        self.jitter.set_voice_activity(self.voice);
     }
 
     /// Applies a renegotiated configuration (re-INVITE): new remote address,
@@ -325,6 +378,7 @@ impl MediaSession {
         if config.codec != self.config.codec
             || config.clock_rate != self.config.clock_rate
             || config.ptime_ms != self.config.ptime_ms
+            || config.jitter != self.config.jitter
         {
             self.jitter = new_jitter_buffer(&config);
         }
@@ -346,6 +400,10 @@ impl MediaSession {
             jitter_ms: jitter.jitter_seconds * 1000.0,
             rebuffers: jitter.rebuffers,
             ssrc_changes: jitter.restarts,
+            jitter_buffer_ms: jitter.delay_ms,
+            jitter_target_ms: jitter.target_ms,
+            jitter_grown: jitter.grown,
+            jitter_shrunk: jitter.shrunk,
             ..self.stats.clone()
         }
     }
@@ -355,8 +413,20 @@ fn new_jitter_buffer(config: &MediaConfig) -> JitterBuffer {
     JitterBuffer::new(
         config.clock_rate,
         config.frame_samples() as u32,
-        DEFAULT_TARGET_DELAY,
+        config.jitter,
     )
+}
+
+/// Fits two consecutive frames into the length of one: `first` fades out
+/// while `second` fades in, sample by sample, so the result starts where
+/// `first` starts and ends where `second` ends, without a step at either
+/// boundary.
+fn crossfade(first: &[i16], second: &[i16], out: &mut Vec<i16>) {
+    let n = first.len().min(second.len());
+    out.extend((0..n).map(|i| {
+        let w = i as f32 / n as f32;
+        (f32::from(first[i]) * (1.0 - w) + f32::from(second[i]) * w) as i16
+    }));
 }
 
 #[cfg(test)]
@@ -365,6 +435,7 @@ mod tests {
     use crate::media::signal::{ToneGenerator, dominant_frequency, rms_dbfs};
     use rand::SeedableRng;
     use rand::rngs::StdRng;
+    use std::time::Duration;
 
     const MS: Duration = Duration::from_millis(1);
 

@@ -26,6 +26,7 @@ use super::digest::Credentials;
 use super::registration::RegistrationConfig;
 use crate::media::audio::{AudioSink, AudioSource};
 use crate::media::codec::CodecKind;
+use crate::media::jitter::JitterConfig;
 use crate::media::session::{DtmfError, MediaConfig, MediaSession, MediaStats};
 use crate::sdp::{Direction, LocalMedia, NegotiatedMedia};
 use crate::sip::{Uri, uri::Host};
@@ -49,6 +50,8 @@ pub struct PhoneConfig {
     /// Hang up a call when no RTP has arrived for this long after the
     /// first packet (the peer died); `None` disables it.
     pub rtp_timeout: Option<Duration>,
+    /// Bounds of each call's adaptive jitter buffer.
+    pub jitter_buffer: JitterConfig,
 }
 
 /// Commands to the phone task.
@@ -201,6 +204,7 @@ impl Phone {
             rng: StdRng::seed_from_u64(ua_cfg.seed ^ 0x5eed),
             route_cache: HashMap::new(),
             rtp_timeout: cfg.rtp_timeout,
+            jitter_buffer: cfg.jitter_buffer,
         };
         let task = tokio::spawn(driver.run());
         Ok((
@@ -376,6 +380,7 @@ struct Driver {
     /// Local address used towards each peer address (wildcard binds).
     route_cache: HashMap<IpAddr, IpAddr>,
     rtp_timeout: Option<Duration>,
+    jitter_buffer: JitterConfig,
 }
 
 impl Driver {
@@ -748,6 +753,7 @@ impl Driver {
             remote: media.remote_rtp,
             send: media.direction.sends() && media.remote_rtp.is_some(),
             recv: media.direction.recvs(),
+            jitter: self.jitter_buffer,
         };
         let _ = m.local_ip;
         match m.session.as_mut() {
