@@ -606,6 +606,10 @@ mod tests {
             "jitter_ms",
             "bytes_sent",
             "bytes_received",
+            "jitter_buffer_ms",
+            "jitter_target_ms",
+            "jitter_grown",
+            "jitter_shrunk",
         ] {
             assert!(json.get(field).is_some(), "missing {field}");
         }
@@ -703,5 +707,103 @@ mod tests {
         assert!(stats.late > 0, "{stats:?}");
         assert!(stats.concealed_frames > 0, "{stats:?}");
         assert!(stats.jitter_ms > 1.0 && stats.jitter_ms < 30.0, "{stats:?}");
+    }
+
+    #[test]
+    fn jitter_buffer_bounds_from_the_config_set_the_playout_delay() {
+        let t0 = Instant::now();
+        let mut config = MediaConfig::new(CodecKind::Pcmu, None);
+        config.jitter = JitterConfig::new(100 * MS, 200 * MS).expect("valid jitter-buffer bounds");
+        let mut rx = MediaSession::new(config, &mut StdRng::seed_from_u64(20), t0);
+        let mut tx = RtpSender::new(0, &mut StdRng::seed_from_u64(21));
+        rx.handle_datagram(&tx.packetize(&[0x80; 160], 160, true), addr(6000), t0);
+        // Playout starts a frame above the 100 ms minimum.
+        assert_eq!(rx.pull_playback(t0 + 100 * MS), vec![0; 160]);
+        assert_eq!(rx.pull_playback(t0 + 120 * MS), vec![32124; 160]);
+        let stats = rx.stats();
+        assert_eq!(
+            (stats.jitter_buffer_ms, stats.jitter_target_ms),
+            (120.0, 100.0)
+        );
+    }
+
+    #[test]
+    fn merge_crossfade_starts_like_the_first_frame_and_ends_like_the_second() {
+        let mut tone = ToneGenerator::new(440.0, 0.5, 8000);
+        let (mut a, mut b) = ([0i16; 160], [0i16; 160]);
+        tone.fill(&mut a);
+        tone.fill(&mut b);
+        let mut out = vec![1];
+        crossfade(&a, &b, &mut out);
+        assert_eq!(out.len(), 161);
+        assert_eq!(out[1], a[0]);
+        assert!((i32::from(out[160]) - i32::from(b[159])).abs() < 300);
+        // Never louder than the louder input.
+        assert!(out[1..].iter().all(|&s| s.unsigned_abs() <= 16384));
+    }
+
+    /// Two minutes of talk spurts (4 s of tone, 1 s of silence) from a
+    /// sender whose clock is off by `drift`, through two sessions.
+    fn drift_call(drift: f64) {
+        let t0 = Instant::now();
+        let (a_addr, b_addr) = (addr(41000), addr(41002));
+        let mut a = session(Some(b_addr), 30, t0);
+        let mut b = session(Some(a_addr), 31, t0);
+        let mut tone = ToneGenerator::new(440.0, 0.3, 8000);
+        let mut rng = StdRng::seed_from_u64(32);
+        let interval = Duration::from_secs_f64(0.020 / (1.0 + drift));
+        let mut in_flight: VecDeque<(Instant, Bytes)> = VecDeque::new();
+        let (mut frame, mut heard) = ([0i16; 160], Vec::new());
+        let mut next_send = t0;
+        let mut sent = 0u32;
+        let mut at_10s = None;
+        for tick in 0..6000u32 {
+            let now = t0 + 20 * MS * tick;
+            while next_send <= now {
+                if (sent / 50) % 5 < 4 {
+                    tone.fill(&mut frame);
+                } else {
+                    frame = [0; 160];
+                }
+                a.push_capture(&frame);
+                for (_, d) in drain(&mut a) {
+                    let delay = MS * rng.random_range(1..6);
+                    in_flight.push_back((next_send + delay, d));
+                }
+                sent += 1;
+                next_send += interval;
+            }
+            while in_flight.front().is_some_and(|(at, _)| *at <= now) {
+                let (at, d) = in_flight.pop_front().expect("checked non-empty");
+                b.handle_datagram(&d, a_addr, at);
+            }
+            b.pull_playback_into(now, &mut heard);
+            if tick == 500 {
+                at_10s = Some(b.stats().jitter_buffer_ms);
+            }
+        }
+        let stats = b.stats();
+        let at_10s = at_10s.expect("ran past 10 s");
+        assert!(
+            (stats.jitter_buffer_ms - at_10s).abs() <= 20.0,
+            "drift {drift}: {at_10s} ms at 10 s, then {stats:?}"
+        );
+        assert!(stats.jitter_grown + stats.jitter_shrunk >= 5, "{stats:?}");
+        assert!(stats.concealed_frames <= 3, "{stats:?}");
+        assert_eq!(stats.late, 0, "{stats:?}");
+        // The last full spurt still sounds like the tone.
+        let spurt = &heard[heard.len() - 8000 * 5..heard.len() - 8000 * 2];
+        let f = dominant_frequency(spurt, 8000);
+        assert!((f - 440.0).abs() < 5.0, "{f}");
+    }
+
+    #[test]
+    fn clock_drift_plus_0_1_pct_for_two_minutes_keeps_the_buffer_delay() {
+        drift_call(0.001);
+    }
+
+    #[test]
+    fn clock_drift_minus_0_1_pct_for_two_minutes_keeps_the_buffer_delay() {
+        drift_call(-0.001);
     }
 }
