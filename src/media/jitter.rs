@@ -22,7 +22,9 @@
 //! neighbour differences and says little about the tail that decides
 //! lateness; `J` is still computed and reported in [`JitterStats`] (and
 //! RTCP uses it). A late packet is itself a sample, so the target jumps up at
-//! once; it falls back when the peak leaves the window.
+//! once; it falls back when the peak leaves the window. Playout starts when
+//! the first packet has waited the target, but at least one frame more than
+//! the minimum (40 ms by default), since nothing has been measured yet.
 //!
 //! The **buffer delay** of the frame due at a `pop` is `now` minus the
 //! instant it would have arrived over the fastest path. Sliding the fastest
