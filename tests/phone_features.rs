@@ -98,6 +98,7 @@ impl TestPhone {
             },
             codecs: vec![CodecKind::Pcmu],
             rtp_timeout: None,
+            jitter_buffer: Default::default(),
         };
         let (phone, rx) = Phone::start(cfg).await.expect("phone starts");
         TestPhone {

@@ -44,6 +44,7 @@ pub async fn run(args: AnswerArgs, emit: Emitter) -> Exit {
     };
     let cfg = PhoneConfig {
         rtp_timeout: super::rtp_timeout(args.common.rtp_timeout),
+        jitter_buffer: args.common.jitter_buffer,
         ..cfg
     };
     let (phone, mut events) = match Phone::start(cfg).await {

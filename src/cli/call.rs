@@ -34,6 +34,7 @@ pub async fn run(args: CallArgs, emit: Emitter) -> Exit {
     };
     let mut cfg = PhoneConfig {
         rtp_timeout: super::rtp_timeout(args.common.rtp_timeout),
+        jitter_buffer: args.common.jitter_buffer,
         ..cfg
     };
     if args.from.is_some() {

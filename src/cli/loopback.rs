@@ -106,6 +106,7 @@ fn phone_config(codec: CodecKind) -> PhoneConfig {
         },
         codecs: vec![codec],
         rtp_timeout: None,
+        jitter_buffer: Default::default(),
     }
 }
 

@@ -44,6 +44,7 @@ pub fn phone_config(args: &CommonArgs, default_port: u16) -> PhoneConfig {
     let mut cfg = phone_config_for(args.bind, args.local_port, default_port, None, &args.codecs);
     cfg.ua.user = args.user.clone();
     cfg.rtp_timeout = rtp_timeout(args.rtp_timeout);
+    cfg.jitter_buffer = args.jitter_buffer;
     cfg
 }
 
@@ -82,6 +83,7 @@ pub fn phone_config_for(
         },
         codecs: codecs.into_iter().map(Into::into).collect(),
         rtp_timeout: Some(std::time::Duration::from_secs(60)),
+        jitter_buffer: Default::default(),
     }
 }
 

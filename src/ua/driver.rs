@@ -27,6 +27,7 @@ use super::hold::HoldState;
 use super::registration::RegistrationConfig;
 use crate::media::audio::{AudioSink, AudioSource};
 use crate::media::codec::CodecKind;
+use crate::media::jitter::JitterConfig;
 use crate::media::session::{DtmfError, MediaConfig, MediaSession, MediaStats};
 use crate::sdp::{Direction, LocalMedia, NegotiatedMedia};
 use crate::sip::{Uri, uri::Host};
@@ -50,6 +51,8 @@ pub struct PhoneConfig {
     /// Hang up a call when no RTP has arrived for this long after the
     /// first packet (the peer died); `None` disables it.
     pub rtp_timeout: Option<Duration>,
+    /// Bounds of each call's adaptive jitter buffer.
+    pub jitter_buffer: JitterConfig,
 }
 
 /// Commands to the phone task.
@@ -252,6 +255,7 @@ impl Phone {
             route_cache: HashMap::new(),
             rtp_timeout: cfg.rtp_timeout,
             pending_transfers: Vec::new(),
+            jitter_buffer: cfg.jitter_buffer,
         };
         let task = tokio::spawn(driver.run());
         Ok((
@@ -527,6 +531,7 @@ struct Driver {
     /// REFERs accepted whose new call is still to be placed:
     /// (original call, target).
     pending_transfers: Vec<(CallHandle, String)>,
+    jitter_buffer: JitterConfig,
 }
 
 impl Driver {
@@ -1075,6 +1080,7 @@ impl Driver {
             // the held party hears nothing from our device.
             send: media.direction.sends() && media.remote_rtp.is_some() && !held_by_us,
             recv: media.direction.recvs(),
+            jitter: self.jitter_buffer,
         };
         let _ = m.local_ip;
         match m.session.as_mut() {
