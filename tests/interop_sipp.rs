@@ -521,3 +521,135 @@ fn sipp_rtp_echo_ignores_rtcp_on_port_plus_one_and_no_rtt_is_invented() {
     assert!(rtcp["rtt_ms"].is_null(), "{rtcp:#}");
     assert!(ended[0]["media"]["packets_received"].as_u64().unwrap_or(0) >= 50);
 }
+
+/// RFC 4733 events read from RTP packets: (payload type, event code, end
+/// bit) of every packet, in arrival order.
+fn telephone_events(packets: &[Vec<u8>], pt: u8) -> Vec<(u8, bool)> {
+    packets
+        .iter()
+        .filter(|p| p.len() >= 16 && p[1] & 0x7f == pt)
+        .map(|p| (p[12], p[13] & 0x80 != 0))
+        .collect()
+}
+
+/// RFC 3264 §5.1 / RFC 4733 §2.5.1: the callee's answer maps
+/// telephone-event to 97; the events we send carry 97 (not the 101 we
+/// offered), one event per digit, each ended by three end packets.
+#[test]
+fn dtmf_uses_the_payload_type_of_sipps_answer_with_three_end_packets() {
+    let rtp = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind RTP sink");
+    rtp.set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("set timeout");
+    let rtp_port = rtp.local_addr().expect("local addr").port().to_string();
+    let mut sipp = Sipp::start_uas(&[
+        "-sf",
+        &scenario("uas_dtmf_pt97.xml"),
+        "-set",
+        "rtpport",
+        &rtp_port,
+    ]);
+    let mut call = sipline_call(
+        &sipp.uri(),
+        &["--duration", "3", "--dtmf", "159#", "--dtmf-after", "0.3"],
+    );
+    // Read until the stream has been silent for a second (the call ended).
+    let mut packets = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last = Instant::now();
+    let mut buf = [0u8; 2048];
+    while Instant::now() < deadline {
+        match rtp.recv_from(&mut buf) {
+            Ok((n, _)) => {
+                packets.push(buf[..n].to_vec());
+                last = Instant::now();
+            }
+            Err(_) if !packets.is_empty() && last.elapsed() > Duration::from_secs(1) => break,
+            Err(_) => {}
+        }
+    }
+    let (code, events) = call.wait_exit(LIMIT);
+    assert_exits(&call, code, 0, &events, &mut sipp);
+
+    let audio = packets.iter().filter(|p| p[1] & 0x7f == 0).count();
+    assert!(audio > 50, "PCMU packets: {audio}");
+    assert!(
+        telephone_events(&packets, 101).is_empty(),
+        "events were sent with the offered 101 instead of the answer's 97"
+    );
+    let events97 = telephone_events(&packets, 97);
+    // Each digit: its event code while it lasts, then exactly three end packets.
+    let mut digits = Vec::new();
+    let mut ends = Vec::new();
+    for (code, end) in &events97 {
+        if digits.last() != Some(code) {
+            digits.push(*code);
+            ends.push(0);
+        }
+        if *end {
+            *ends.last_mut().expect("a digit started") += 1;
+        }
+    }
+    assert_eq!(digits, vec![1, 5, 9, 11], "event codes: {events97:?}");
+    assert_eq!(
+        ends,
+        vec![3, 3, 3, 3],
+        "end packets per digit: {events97:?}"
+    );
+}
+
+/// SIP INFO with `application/dtmf-relay` from SIPp: each digit is reported
+/// once, in order, and each INFO gets its 200.
+#[test]
+fn sip_info_digits_from_sipp_are_reported() {
+    let (mut answer, port) = Sipline::answer(&["--count", "1", "--null-audio"]);
+    let mut sipp = Sipp::start_uac(&["-sf", &scenario("uac_info_dtmf.xml")], port);
+    let (code, events) = answer.wait_exit(LIMIT);
+    // SIPp exits 0 only when both INFOs got their 200.
+    assert_exits(&answer, code, 0, &events, &mut sipp);
+    let digits: String = events_named(&events, "dtmf")
+        .iter()
+        .filter_map(|e| e["digit"].as_str())
+        .collect();
+    assert_eq!(digits, "7#", "{events:#?}");
+    assert_eq!(end_kind(&events), "remote_hangup", "{events:#?}");
+}
+
+/// RFC 4733 events sent by SIPp itself (its recorded captures for 1 and 9,
+/// on the payload type 101 that its offer names) are reported once each.
+#[test]
+fn rfc4733_digits_played_by_sipp_are_reported() {
+    let (mut answer, port) = Sipline::answer(&["--count", "1", "--null-audio"]);
+    let mut sipp = Sipp::start_uac(&["-sf", &scenario("uac_rfc4733_pcap.xml")], port);
+    let (code, events) = answer.wait_exit(LIMIT);
+    assert_exits(&answer, code, 0, &events, &mut sipp);
+    let digits: String = events_named(&events, "dtmf")
+        .iter()
+        .filter_map(|e| e["digit"].as_str())
+        .collect();
+    assert_eq!(digits, "19", "{events:#?}");
+}
+
+/// RFC 3515: SIPp answers, then transfers us with REFER to a second
+/// sipline; `sipline call` follows the transfer: it reports it, the target
+/// answers, and the call ends after the duration with our BYE to the target.
+#[test]
+fn call_follows_a_blind_transfer_from_sipp_to_the_target() {
+    let (mut carol, carol_port) = Sipline::answer(&["--count", "1", "--null-audio"]);
+    let target = format!("sip:carol@127.0.0.1:{carol_port}");
+    let mut sipp = Sipp::start_uas(&["-sf", &scenario("uas_refer.xml"), "-key", "target", &target]);
+    let mut call = sipline_call(&sipp.uri(), &["--duration", "2"]);
+    let (code, events) = call.wait_exit(LIMIT);
+    assert_exits(&call, code, 0, &events, &mut sipp);
+    let transferred = events_named(&events, "transferred");
+    assert_eq!(transferred.len(), 1, "{events:#?}");
+    assert_eq!(transferred[0]["target"], target.as_str(), "{events:#?}");
+    assert_eq!(events_named(&events, "answered").len(), 2, "{events:#?}");
+    assert_eq!(end_kind(&events), "local_hangup", "{events:#?}");
+    let (carol_code, carol_events) = carol.wait_exit(LIMIT);
+    assert_eq!(carol_code, 0, "{carol_events:#?}\n{}", carol.stderr());
+    assert_eq!(
+        end_kind(&carol_events),
+        "remote_hangup",
+        "{carol_events:#?}"
+    );
+}

@@ -115,8 +115,8 @@ pub fn stats_block(call: u64, codec: Option<CodecKind>, s: &MediaStats) -> Strin
         .rtt_ms
         .map_or("unknown".to_string(), |r| format!("{r:.2} ms"));
     out.push_str(&format!(
-        "  jitter {:.1} ms, RTT {rtt}, jitter buffer {:.0} ms",
-        s.jitter_ms, s.jitter_buffer_ms
+        "  jitter {:.1} ms, RTT {rtt}, jitter buffer {:.0} ms (target {:.0} ms)",
+        s.jitter_ms, s.jitter_buffer_ms, s.jitter_target_ms
     ));
     match &s.rtcp.remote {
         Some(r) => out.push_str(&format!(
@@ -182,6 +182,7 @@ mod tests {
             concealed_frames: 4,
             jitter_ms: 2.25,
             jitter_buffer_ms: 60.0,
+            jitter_target_ms: 40.0,
             rtcp: RtcpStats {
                 reports_sent: 6,
                 reports_received: 5,
@@ -213,7 +214,7 @@ mod tests {
             block,
             "call 3 statistics:\n  \
              PCMA: sent 150 packets, received 147, lost 3 (2.0 %), late 1, concealed 4 frames\n  \
-             jitter 2.2 ms, RTT 12.50 ms, jitter buffer 60 ms; the peer reports lost 7 (25.0 % lately), jitter 1.5 ms\n  \
+             jitter 2.2 ms, RTT 12.50 ms, jitter buffer 60 ms (target 40 ms); the peer reports lost 7 (25.0 % lately), jitter 1.5 ms\n  \
              estimated MOS 4.12 (ITU-T G.107 R 81.0, one-way delay 86 ms, loss 2.7 %); RTCP 6 sent, 5 received\n"
         );
         let bare = stats_block(1, None, &MediaStats::default());

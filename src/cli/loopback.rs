@@ -107,6 +107,7 @@ fn phone_config(codec: CodecKind) -> PhoneConfig {
         codecs: vec![codec],
         rtp_timeout: None,
         rtcp: Default::default(),
+        jitter_buffer: Default::default(),
     }
 }
 

@@ -45,6 +45,7 @@ pub fn phone_config(args: &CommonArgs, default_port: u16) -> PhoneConfig {
     cfg.ua.user = args.user.clone();
     cfg.rtp_timeout = rtp_timeout(args.rtp_timeout);
     cfg.rtcp = rtcp_options(args);
+    cfg.jitter_buffer = args.jitter_buffer;
     cfg
 }
 
@@ -84,6 +85,7 @@ pub fn phone_config_for(
         codecs: codecs.into_iter().map(Into::into).collect(),
         rtp_timeout: Some(std::time::Duration::from_secs(60)),
         rtcp: Default::default(),
+        jitter_buffer: Default::default(),
     }
 }
 

@@ -19,7 +19,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use rand::Rng;
@@ -27,13 +27,14 @@ use serde::Serialize;
 
 use super::codec::{CodecKind, Decoder, Encoder};
 use super::dtmf::{BadDigit, DtmfReceiver, DtmfSender};
-use super::jitter::{Frame, JitterBuffer};
+use super::jitter::{Frame, JitterBuffer, JitterConfig};
 use super::quality::{self, CodecImpairment, QualityInputs};
 use super::rtcp::{RtcpConfig, RtcpSession, RtcpStats, SystemClock, WallClock, random_cname};
 use super::rtp::{Kind, RtpPacket, RtpSender, classify};
 
-/// Playout delay of the jitter buffer: three 20 ms frames.
-pub const DEFAULT_TARGET_DELAY: Duration = Duration::from_millis(60);
+/// Decoded frames quieter than this RMS level (about −45 dBFS) count as
+/// silence, when the jitter buffer may drop or repeat frames unheard.
+const SILENCE_RMS: i64 = 184;
 
 /// What SDP negotiation decided for the audio stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +60,8 @@ pub struct MediaConfig {
     pub send: bool,
     /// Whether we play what we receive (`sendrecv`/`recvonly`).
     pub recv: bool,
+    /// Bounds of the adaptive jitter buffer's delay.
+    pub jitter: JitterConfig,
 }
 
 impl MediaConfig {
@@ -79,6 +82,7 @@ impl MediaConfig {
             rtcp_mux: false,
             send: true,
             recv: true,
+            jitter: JitterConfig::default(),
         }
     }
 
@@ -125,11 +129,17 @@ pub struct MediaStats {
     pub rebuffers: u64,
     /// Times the remote SSRC changed.
     pub ssrc_changes: u64,
+    /// Jitter-buffer delay of the frame played last, in milliseconds.
+    pub jitter_buffer_ms: f64,
+    /// Delay the adaptive jitter buffer aims at now, in milliseconds.
+    pub jitter_target_ms: f64,
+    /// Frames the jitter buffer grew by (concealment inserted).
+    pub jitter_grown: u64,
+    /// Frames the jitter buffer shrank by (silence dropped, or merged).
+    pub jitter_shrunk: u64,
     /// RTCP: reports sent and received, round-trip time, and loss and
     /// jitter in both directions (RFC 3550 §6.4).
     pub rtcp: RtcpStats,
-    /// Playout delay of the jitter buffer, in milliseconds.
-    pub jitter_buffer_ms: f64,
     /// Estimated quality of the audio we receive; `None` before any RTP
     /// has arrived.
     pub quality: Option<CallQuality>,
@@ -177,6 +187,10 @@ pub struct MediaSession {
     rtcp: RtcpSession,
     /// RTCP datagrams for the RTCP socket (not multiplexed).
     rtcp_transmit: VecDeque<(SocketAddr, Bytes)>,
+    /// Whether the last decoded frame was speech (not silence).
+    voice: bool,
+    /// Decoded frames of a [`Frame::Merge`], reused.
+    merge: Vec<i16>,
 }
 
 impl std::fmt::Debug for MediaSession {
@@ -227,6 +241,8 @@ impl MediaSession {
             stats: MediaStats::default(),
             dtmf_out: DtmfSender::default(),
             dtmf_in: DtmfReceiver::default(),
+            voice: true,
+            merge: Vec::new(),
             config,
         }
     }
@@ -424,24 +440,59 @@ impl MediaSession {
     }
 
     /// Appends exactly one frame (`frame_samples`) of audio to play now:
-    /// decoded from the jitter buffer, concealed when the packet is missing,
-    /// silence before playout starts or while not receiving.
+    /// decoded from the jitter buffer, concealed when the packet is missing
+    /// or the buffer grows, two frames crossfaded into one when it shrinks
+    /// during speech, silence before playout starts or while not receiving.
     pub fn pull_playback_into(&mut self, now: Instant, out: &mut Vec<i16>) {
         let samples = self.config.frame_samples();
         let start = out.len();
         match self.jitter.pop(now) {
-            Some(Frame::Audio { payload, .. }) if self.config.recv => {
-                self.decoder.decode(&payload, out);
-            }
-            Some(Frame::Missing { .. }) if self.config.recv => {
-                self.stats.concealed_frames += 1;
-                self.decoder.conceal(samples, out);
-            }
+            Some(frame) if self.config.recv => self.play(frame, samples, out),
             _ => {}
         }
         // A peer with another ptime yields other frame sizes; the audio
         // device gets a steady frame size regardless.
         out.resize(start + samples, 0);
+    }
+
+    /// Turns one jitter-buffer frame into audio appended to `out`, and
+    /// tells the buffer whether it was speech.
+    fn play(&mut self, frame: Frame, samples: usize, out: &mut Vec<i16>) {
+        let start = out.len();
+        match frame {
+            Frame::Audio { payload, .. } => {
+                self.decoder.decode(&payload, out);
+                self.note_voice(&out[start..]);
+            }
+            Frame::Missing { .. } => {
+                self.stats.concealed_frames += 1;
+                self.decoder.conceal(samples, out);
+            }
+            Frame::Stretch { .. } => {
+                // In silence the stretch is silence too; during speech it
+                // is concealment.
+                if self.voice {
+                    self.stats.concealed_frames += 1;
+                }
+                self.decoder.conceal(samples, out);
+            }
+            Frame::Merge { payload, next, .. } => {
+                self.merge.clear();
+                self.decoder.decode(&payload, &mut self.merge);
+                let half = self.merge.len();
+                self.decoder.decode(&next, &mut self.merge);
+                let (first, second) = self.merge.split_at(half);
+                crossfade(first, second, out);
+                self.note_voice(&out[start..]);
+            }
+        }
+    }
+
+    fn note_voice(&mut self, pcm: &[i16]) {
+        let energy: i64 = pcm.iter().map(|&s| i64::from(s) * i64::from(s)).sum();
+        let n = pcm.len().max(1) as i64;
+        self.voice = energy / n >= SILENCE_RMS * SILENCE_RMS;
+        self.jitter.set_voice_activity(self.voice);
     }
 
     /// Applies a renegotiated configuration (re-INVITE): new remote address,
@@ -455,6 +506,7 @@ impl MediaSession {
         if config.codec != self.config.codec
             || config.clock_rate != self.config.clock_rate
             || config.ptime_ms != self.config.ptime_ms
+            || config.jitter != self.config.jitter
         {
             self.jitter = new_jitter_buffer(&config);
         }
@@ -477,16 +529,14 @@ impl MediaSession {
             rebuffers: jitter.rebuffers,
             ssrc_changes: jitter.restarts,
             rtcp: self.rtcp.stats(),
-            jitter_buffer_ms: self.jitter_buffer_delay().as_secs_f64() * 1000.0,
+            jitter_buffer_ms: jitter.delay_ms,
+            jitter_target_ms: jitter.target_ms,
+            jitter_grown: jitter.grown,
+            jitter_shrunk: jitter.shrunk,
             ..self.stats.clone()
         };
         stats.quality = self.quality(&stats);
         stats
-    }
-
-    /// The jitter buffer's playout delay (fixed today).
-    fn jitter_buffer_delay(&self) -> Duration {
-        DEFAULT_TARGET_DELAY
     }
 
     /// The E-model estimate (ITU-T G.107) for the audio we receive: loss is
@@ -523,8 +573,20 @@ fn new_jitter_buffer(config: &MediaConfig) -> JitterBuffer {
     JitterBuffer::new(
         config.clock_rate,
         config.frame_samples() as u32,
-        DEFAULT_TARGET_DELAY,
+        config.jitter,
     )
+}
+
+/// Fits two consecutive frames into the length of one: `first` fades out
+/// while `second` fades in, sample by sample, so the result starts where
+/// `first` starts and ends where `second` ends, without a step at either
+/// boundary.
+fn crossfade(first: &[i16], second: &[i16], out: &mut Vec<i16>) {
+    let n = first.len().min(second.len());
+    out.extend((0..n).map(|i| {
+        let w = i as f32 / n as f32;
+        (f32::from(first[i]) * (1.0 - w) + f32::from(second[i]) * w) as i16
+    }));
 }
 
 #[cfg(test)]
@@ -533,6 +595,7 @@ mod tests {
     use crate::media::signal::{ToneGenerator, dominant_frequency, rms_dbfs};
     use rand::SeedableRng;
     use rand::rngs::StdRng;
+    use std::time::Duration;
 
     const MS: Duration = Duration::from_millis(1);
 
@@ -703,6 +766,10 @@ mod tests {
             "jitter_ms",
             "bytes_sent",
             "bytes_received",
+            "jitter_buffer_ms",
+            "jitter_target_ms",
+            "jitter_grown",
+            "jitter_shrunk",
         ] {
             assert!(json.get(field).is_some(), "missing {field}");
         }
@@ -805,9 +872,14 @@ mod tests {
         let remote = sa.rtcp.remote.expect("B's report about A");
         assert!((8..=9).contains(&remote.cumulative_lost), "{remote:?}");
         assert_eq!(sa.rtcp.local.expect("A's reception").cumulative_lost, 0);
-        // The E-model: 10 ms + 60 ms buffer + 20 ms packet = 90 ms one way.
-        let (qa, qb) = (sa.quality.expect("A rated"), sb.quality.expect("B rated"));
-        assert!((qa.one_way_delay_ms - 90.0).abs() < 0.1);
+        // The E-model: 10 ms network + the buffer + a 20 ms packet, one way.
+        let (qa, qb) = (
+            sa.quality.clone().expect("A rated"),
+            sb.quality.clone().expect("B rated"),
+        );
+        assert!(sa.jitter_buffer_ms > 0.0, "{sa:?}");
+        let want = 10.0 + sa.jitter_buffer_ms + 20.0;
+        assert!((qa.one_way_delay_ms - want).abs() < 0.1, "{qa:?} vs {want}");
         assert!(qa.mos > 4.3, "{qa:?}");
         assert!(
             (qb.loss_percent - 9.0 * 100.0 / 250.0).abs() < 1.0,
@@ -911,5 +983,103 @@ mod tests {
         assert!(stats.late > 0, "{stats:?}");
         assert!(stats.concealed_frames > 0, "{stats:?}");
         assert!(stats.jitter_ms > 1.0 && stats.jitter_ms < 30.0, "{stats:?}");
+    }
+
+    #[test]
+    fn jitter_buffer_bounds_from_the_config_set_the_playout_delay() {
+        let t0 = Instant::now();
+        let mut config = MediaConfig::new(CodecKind::Pcmu, None);
+        config.jitter = JitterConfig::new(100 * MS, 200 * MS).expect("valid jitter-buffer bounds");
+        let mut rx = MediaSession::new(config, &mut StdRng::seed_from_u64(20), t0);
+        let mut tx = RtpSender::new(0, &mut StdRng::seed_from_u64(21));
+        rx.handle_datagram(&tx.packetize(&[0x80; 160], 160, true), addr(6000), t0);
+        // Playout starts a frame above the 100 ms minimum.
+        assert_eq!(rx.pull_playback(t0 + 100 * MS), vec![0; 160]);
+        assert_eq!(rx.pull_playback(t0 + 120 * MS), vec![32124; 160]);
+        let stats = rx.stats();
+        assert_eq!(
+            (stats.jitter_buffer_ms, stats.jitter_target_ms),
+            (120.0, 100.0)
+        );
+    }
+
+    #[test]
+    fn merge_crossfade_starts_like_the_first_frame_and_ends_like_the_second() {
+        let mut tone = ToneGenerator::new(440.0, 0.5, 8000);
+        let (mut a, mut b) = ([0i16; 160], [0i16; 160]);
+        tone.fill(&mut a);
+        tone.fill(&mut b);
+        let mut out = vec![1];
+        crossfade(&a, &b, &mut out);
+        assert_eq!(out.len(), 161);
+        assert_eq!(out[1], a[0]);
+        assert!((i32::from(out[160]) - i32::from(b[159])).abs() < 300);
+        // Never louder than the louder input.
+        assert!(out[1..].iter().all(|&s| s.unsigned_abs() <= 16384));
+    }
+
+    /// Two minutes of talk spurts (4 s of tone, 1 s of silence) from a
+    /// sender whose clock is off by `drift`, through two sessions.
+    fn drift_call(drift: f64) {
+        let t0 = Instant::now();
+        let (a_addr, b_addr) = (addr(41000), addr(41002));
+        let mut a = session(Some(b_addr), 30, t0);
+        let mut b = session(Some(a_addr), 31, t0);
+        let mut tone = ToneGenerator::new(440.0, 0.3, 8000);
+        let mut rng = StdRng::seed_from_u64(32);
+        let interval = Duration::from_secs_f64(0.020 / (1.0 + drift));
+        let mut in_flight: VecDeque<(Instant, Bytes)> = VecDeque::new();
+        let (mut frame, mut heard) = ([0i16; 160], Vec::new());
+        let mut next_send = t0;
+        let mut sent = 0u32;
+        let mut at_10s = None;
+        for tick in 0..6000u32 {
+            let now = t0 + 20 * MS * tick;
+            while next_send <= now {
+                if (sent / 50) % 5 < 4 {
+                    tone.fill(&mut frame);
+                } else {
+                    frame = [0; 160];
+                }
+                a.push_capture(&frame);
+                for (_, d) in drain(&mut a) {
+                    let delay = MS * rng.random_range(1..6);
+                    in_flight.push_back((next_send + delay, d));
+                }
+                sent += 1;
+                next_send += interval;
+            }
+            while in_flight.front().is_some_and(|(at, _)| *at <= now) {
+                let (at, d) = in_flight.pop_front().expect("checked non-empty");
+                b.handle_datagram(&d, a_addr, at);
+            }
+            b.pull_playback_into(now, &mut heard);
+            if tick == 500 {
+                at_10s = Some(b.stats().jitter_buffer_ms);
+            }
+        }
+        let stats = b.stats();
+        let at_10s = at_10s.expect("ran past 10 s");
+        assert!(
+            (stats.jitter_buffer_ms - at_10s).abs() <= 20.0,
+            "drift {drift}: {at_10s} ms at 10 s, then {stats:?}"
+        );
+        assert!(stats.jitter_grown + stats.jitter_shrunk >= 5, "{stats:?}");
+        assert!(stats.concealed_frames <= 3, "{stats:?}");
+        assert_eq!(stats.late, 0, "{stats:?}");
+        // The last full spurt still sounds like the tone.
+        let spurt = &heard[heard.len() - 8000 * 5..heard.len() - 8000 * 2];
+        let f = dominant_frequency(spurt, 8000);
+        assert!((f - 440.0).abs() < 5.0, "{f}");
+    }
+
+    #[test]
+    fn clock_drift_plus_0_1_pct_for_two_minutes_keeps_the_buffer_delay() {
+        drift_call(0.001);
+    }
+
+    #[test]
+    fn clock_drift_minus_0_1_pct_for_two_minutes_keeps_the_buffer_delay() {
+        drift_call(-0.001);
     }
 }

@@ -22,11 +22,13 @@ use tokio::time::{Instant as TokioInstant, MissedTickBehavior};
 
 use super::accounts::RegHandle;
 use super::agent::{EndReason, UaConfig, UaEvent, UaOutput, UserAgent};
-use super::call::CallHandle;
+use super::call::{CallDirection, CallHandle, CallState};
 use super::digest::Credentials;
+use super::hold::HoldState;
 use super::registration::RegistrationConfig;
 use crate::media::audio::{AudioSink, AudioSource};
 use crate::media::codec::CodecKind;
+use crate::media::jitter::JitterConfig;
 use crate::media::rtcp::{DEFAULT_MIN_INTERVAL, RtcpConfig, SystemClock, random_cname};
 use crate::media::session::{DtmfError, MediaConfig, MediaSession, MediaStats};
 use crate::sdp::{Direction, LocalMedia, NegotiatedMedia};
@@ -51,6 +53,8 @@ pub struct PhoneConfig {
     /// Hang up a call when no RTP has arrived for this long after the
     /// first packet (the peer died); `None` disables it.
     pub rtp_timeout: Option<Duration>,
+    /// Bounds of each call's adaptive jitter buffer.
+    pub jitter_buffer: JitterConfig,
     /// RTCP settings.
     pub rtcp: RtcpOptions,
 }
@@ -109,6 +113,30 @@ enum Command {
     Hangup {
         call: CallHandle,
     },
+    Hold {
+        call: CallHandle,
+        hold: bool,
+        reply: oneshot::Sender<Result<(), DriverError>>,
+    },
+    Mute {
+        call: CallHandle,
+        muted: bool,
+        reply: oneshot::Sender<Result<(), DriverError>>,
+    },
+    Calls {
+        reply: oneshot::Sender<Vec<CallInfo>>,
+    },
+    Transfer {
+        call: CallHandle,
+        target: String,
+        reply: oneshot::Sender<Result<(), DriverError>>,
+    },
+    /// Hold every other answered call we do not hold, and resume `call`
+    /// if we hold it.
+    Switch {
+        call: CallHandle,
+        reply: oneshot::Sender<Result<(), DriverError>>,
+    },
     Stats {
         call: CallHandle,
         reply: oneshot::Sender<Option<MediaStats>>,
@@ -162,6 +190,27 @@ pub enum PhoneEvent {
         call: CallHandle,
         digit: char,
     },
+}
+
+/// One call as [`Phone::calls`] lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallInfo {
+    pub call: CallHandle,
+    /// Who started it.
+    pub direction: CallDirection,
+    pub state: CallState,
+    /// The other party (name-addr text).
+    pub peer: String,
+    /// Time since the answer (None before it).
+    pub duration: Option<Duration>,
+    /// The negotiated codec, once media is negotiated.
+    pub codec: Option<CodecKind>,
+    /// Our negotiated media direction (RFC 3264 §6.1).
+    pub media_direction: Option<Direction>,
+    /// Who holds whom (RFC 3264 §8.4).
+    pub hold: HoldState,
+    /// Our captured audio is replaced by silence.
+    pub muted: bool,
 }
 
 /// Errors the shell reports.
@@ -233,6 +282,8 @@ impl Phone {
             route_cache: HashMap::new(),
             rtp_timeout: cfg.rtp_timeout,
             rtcp: cfg.rtcp,
+            pending_transfers: Vec::new(),
+            jitter_buffer: cfg.jitter_buffer,
         };
         let task = tokio::spawn(driver.run());
         Ok((
@@ -331,12 +382,96 @@ impl Phone {
         let _ = self.commands.send(Command::Hangup { call });
     }
 
-    /// The call's media statistics so far (counters, RTCP, quality
-    /// estimate); `None` when the call has no media (yet).
+    /// Puts `call` on hold: returns once the re-INVITE (`a=sendonly`, or
+    /// `a=inactive` when the peer holds us) is sent; the outcome arrives as
+    /// [`UaEvent::Held`] or [`UaEvent::HoldFailed`]. While held, the call
+    /// neither reads its audio source nor writes its sink (RFC 3264 §8.4).
+    pub async fn hold(&self, call: CallHandle) -> Result<(), DriverError> {
+        self.request(|reply| Command::Hold {
+            call,
+            hold: true,
+            reply,
+        })
+        .await?
+    }
+
+    /// Takes `call` off hold (`a=sendrecv` re-INVITE); the outcome arrives
+    /// as [`UaEvent::Resumed`] or [`UaEvent::HoldFailed`].
+    pub async fn resume(&self, call: CallHandle) -> Result<(), DriverError> {
+        self.request(|reply| Command::Hold {
+            call,
+            hold: false,
+            reply,
+        })
+        .await?
+    }
+
+    /// Mutes (or unmutes) `call`: our captured audio is replaced by
+    /// silence, the RTP stream goes on.
+    pub async fn mute(&self, call: CallHandle, muted: bool) -> Result<(), DriverError> {
+        self.request(|reply| Command::Mute { call, muted, reply })
+            .await?
+    }
+
+    /// Blind transfer (RFC 5589 §6): asks the peer of `call` to call
+    /// `target` (REFER, RFC 3515). Returns once the REFER is sent; progress
+    /// arrives as [`UaEvent::Transfer`] events, and on success the call is
+    /// hung up. Put the call on hold first if the peer should hear nothing
+    /// meanwhile.
+    pub async fn transfer(&self, call: CallHandle, target: &str) -> Result<(), DriverError> {
+        self.request(|reply| Command::Transfer {
+            call,
+            target: target.to_string(),
+            reply,
+        })
+        .await?
+    }
+
+    /// Call waiting: answers `call` after putting every other answered
+    /// call on hold (the `hold` re-INVITEs go out first). [`Phone::answer`]
+    /// leaves other calls alone.
+    pub async fn answer_waiting(&self, call: CallHandle, io: MediaIo) -> Result<(), DriverError> {
+        self.request(|reply| Command::Switch { call, reply })
+            .await??;
+        self.answer(call, io).await
+    }
+
+    /// Call waiting: makes `call` the active one: every other answered
+    /// call we do not hold yet is put on hold, and `call` is resumed if we
+    /// hold it. Only calls already answered are touched.
+    pub async fn switch(&self, call: CallHandle) -> Result<(), DriverError> {
+        self.request(|reply| Command::Switch { call, reply })
+            .await?
+    }
+
+    /// Every live call with its state, peer, duration, codec and direction,
+    /// oldest first.
+    pub async fn calls(&self) -> Vec<CallInfo> {
+        self.request(|reply| Command::Calls { reply })
+            .await
+            .unwrap_or_default()
+    }
+
+    /// The media statistics of `call` so far: counters, RTCP (round-trip
+    /// time, loss and jitter both ways) and the E-model quality estimate;
+    /// `None` without media or call.
     pub async fn stats(&self, call: CallHandle) -> Option<MediaStats> {
+        self.request(|reply| Command::Stats { call, reply })
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Sends a command carrying a reply channel and waits for the reply.
+    async fn request<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, DriverError> {
         let (reply, rx) = oneshot::channel();
-        self.commands.send(Command::Stats { call, reply }).ok()?;
-        rx.await.ok().flatten()
+        self.commands
+            .send(make(reply))
+            .map_err(|_| DriverError::Stopped)?;
+        rx.await.map_err(|_| DriverError::Stopped)
     }
 
     /// Stops the phone task once everything queued so far has been sent
@@ -394,6 +529,13 @@ struct CallMedia {
     last_rtp: Option<std::time::Instant>,
     /// Hung up by us: no more audio in or out while the BYE completes.
     stopped: bool,
+    /// Send silence instead of the captured audio.
+    muted: bool,
+    /// Our direction from the last offer/answer (RFC 3264 §6.1).
+    negotiated: Option<Direction>,
+    /// This call was placed for a transfer and took over the audio of
+    /// that call; it goes back there if the new call fails.
+    took_io_from: Option<CallHandle>,
 }
 
 impl Drop for CallMedia {
@@ -423,6 +565,10 @@ struct Driver {
     route_cache: HashMap<IpAddr, IpAddr>,
     rtp_timeout: Option<Duration>,
     rtcp: RtcpOptions,
+    /// REFERs accepted whose new call is still to be placed:
+    /// (original call, target).
+    pending_transfers: Vec<(CallHandle, String)>,
+    jitter_buffer: JitterConfig,
 }
 
 impl Driver {
@@ -468,6 +614,10 @@ impl Driver {
                 _ = tick.tick(), if !self.calls.is_empty() => self.on_media_tick(),
             }
             self.drain().await;
+            while !self.pending_transfers.is_empty() {
+                self.place_transfer_calls().await;
+                self.drain().await;
+            }
             self.send_media().await;
             // The tick is disabled while there are no calls; restart it so
             // that a new call does not get a burst of missed ticks.
@@ -536,16 +686,89 @@ impl Driver {
                 }
             }
             Command::Hangup { call } => self.hangup(call, now),
+            Command::Hold { call, hold, reply } => {
+                let r = if hold {
+                    self.ua.hold(call, now)
+                } else {
+                    self.ua.resume(call, now)
+                };
+                let _ = reply.send(r.map_err(DriverError::from));
+            }
+            Command::Mute { call, muted, reply } => {
+                let r = match self.calls.get_mut(&call) {
+                    Some(m) => {
+                        m.muted = muted;
+                        Ok(())
+                    }
+                    None => Err(super::agent::UaError::NoSuchCall { call }.into()),
+                };
+                let _ = reply.send(r);
+            }
+            Command::Transfer {
+                call,
+                target,
+                reply,
+            } => {
+                let r = self.ua.transfer(call, &target, now);
+                let _ = reply.send(r.map_err(DriverError::from));
+            }
+            Command::Switch { call, reply } => {
+                let _ = reply.send(self.switch(call, now));
+            }
+            Command::Calls { reply } => {
+                let _ = reply.send(self.call_infos(now));
+            }
             Command::Stats { call, reply } => {
                 let stats = self
                     .calls
                     .get(&call)
                     .and_then(|m| m.session.as_ref())
-                    .map(MediaSession::stats);
+                    .map(|s| s.stats());
                 let _ = reply.send(stats);
             }
             Command::Shutdown => {}
         }
+    }
+
+    /// Holds every other confirmed call we do not hold, then resumes
+    /// `call` if we hold it.
+    fn switch(&mut self, call: CallHandle, now: std::time::Instant) -> Result<(), DriverError> {
+        if self.ua.call_state(call).is_none() {
+            return Err(super::agent::UaError::NoSuchCall { call }.into());
+        }
+        for other in self.ua.call_handles() {
+            let active = self.ua.call_state(other) == Some(CallState::Confirmed)
+                && self.ua.hold_state(other).is_some_and(|h| !h.local);
+            if other != call && active {
+                self.ua.hold(other, now)?;
+            }
+        }
+        if self.ua.hold_state(call).is_some_and(|h| h.local) {
+            self.ua.resume(call, now)?;
+        }
+        Ok(())
+    }
+
+    fn call_infos(&self, now: std::time::Instant) -> Vec<CallInfo> {
+        self.ua
+            .call_handles()
+            .into_iter()
+            .filter_map(|call| {
+                let m = self.calls.get(&call);
+                let config = m.and_then(|m| m.session.as_ref()).map(|s| s.config());
+                Some(CallInfo {
+                    call,
+                    direction: self.ua.call_direction(call)?,
+                    state: self.ua.call_state(call)?,
+                    peer: self.ua.call_peer(call)?,
+                    duration: self.ua.call_duration(call, now),
+                    codec: config.map(|c| c.codec),
+                    media_direction: m.and_then(|m| m.negotiated),
+                    hold: self.ua.hold_state(call)?,
+                    muted: m.is_some_and(|m| m.muted),
+                })
+            })
+            .collect()
     }
 
     async fn dial(
@@ -567,6 +790,59 @@ impl Driver {
             .dial(target, dest, local, std::time::Instant::now())?;
         self.calls.insert(call, self.spawn_receiver(call, media));
         Ok(call)
+    }
+
+    /// Transferee: places the calls asked for by accepted REFERs. The new
+    /// call takes over the original call's audio (the user keeps talking
+    /// on the same device); a failure is reported in a final NOTIFY.
+    async fn place_transfer_calls(&mut self) {
+        for (original, target) in std::mem::take(&mut self.pending_transfers) {
+            let now = std::time::Instant::now();
+            let placed = self.place_transfer_call(original, &target).await;
+            if let Err(e) = placed {
+                tracing::warn!("transfer to {target}: {e}");
+                let (status, reason) = match e {
+                    DriverError::Resolve { .. } => (404, "Not Found"),
+                    DriverError::BadTarget { .. } | DriverError::Unsupported { .. } => {
+                        (400, "Bad Request")
+                    }
+                    _ => (503, "Service Unavailable"),
+                };
+                self.ua.refer_failed(original, status, reason, now);
+            }
+        }
+    }
+
+    async fn place_transfer_call(
+        &mut self,
+        original: CallHandle,
+        target: &str,
+    ) -> Result<(), DriverError> {
+        check_udp_target(target)?;
+        let dest = resolve_uri(target, self.sip.local_addr()).await?;
+        check_destination(dest, self.sip.local_addr())?;
+        let local_ip = advertised_ip(self.sip.local_addr().ip(), Some(dest));
+        let io = match self.calls.get_mut(&original) {
+            Some(m) => std::mem::replace(
+                &mut m.io,
+                MediaIo {
+                    source: Box::new(crate::media::audio::NullSource),
+                    sink: Box::new(crate::media::audio::NullSink),
+                },
+            ),
+            None => MediaIo {
+                source: Box::new(crate::media::audio::NullSource),
+                sink: Box::new(crate::media::audio::NullSink),
+            },
+        };
+        let (media, local) = self.open_media(local_ip, io).await?;
+        let call =
+            self.ua
+                .dial_referred(original, target, dest, local, std::time::Instant::now())?;
+        let mut m = self.spawn_receiver(call, media);
+        m.took_io_from = Some(original);
+        self.calls.insert(call, m);
+        Ok(())
     }
 
     async fn register(&mut self, spec: RegisterSpec) -> Result<RegHandle, DriverError> {
@@ -658,6 +934,9 @@ impl Driver {
             sink_failed: false,
             last_rtp: None,
             stopped: false,
+            muted: false,
+            negotiated: None,
+            took_io_from: None,
         }
     }
 
@@ -698,7 +977,13 @@ impl Driver {
         let dead: Vec<(CallHandle, Duration)> = self
             .calls
             .iter()
-            .filter(|(_, m)| !m.stopped && m.session.as_ref().is_some_and(|s| s.config().recv))
+            .filter(|(_, m)| {
+                // On hold either way the peer may rightly send nothing.
+                !m.stopped
+                    && m.session
+                        .as_ref()
+                        .is_some_and(|s| s.config().recv && s.config().send)
+            })
             .filter_map(|(c, m)| {
                 let silent = now.saturating_duration_since(m.last_rtp?);
                 (silent > limit).then_some((*c, silent))
@@ -731,7 +1016,17 @@ impl Driver {
             };
             let n = session.config().frame_samples();
             m.frame.resize(n, 0);
-            m.io.source.read_frame(&mut m.frame);
+            // RFC 3264 §8.4: a call on hold (either way) neither takes our
+            // audio nor plays to our device; another call may use them.
+            let (send, recv) = (session.config().send, session.config().recv);
+            if send {
+                m.io.source.read_frame(&mut m.frame);
+                if m.muted {
+                    m.frame.fill(0);
+                }
+            } else {
+                m.frame.fill(0);
+            }
             session.push_capture(&m.frame);
             session.handle_timeout(now);
             if m.io.source.is_finished() && !m.source_finished {
@@ -740,6 +1035,9 @@ impl Driver {
             }
             m.playback.clear();
             session.pull_playback_into(now, &mut m.playback);
+            if !recv {
+                continue;
+            }
             if let Err(e) = m.io.sink.write_frame(&m.playback)
                 && !m.sink_failed
             {
@@ -791,10 +1089,22 @@ impl Driver {
                 self.apply_media(call, media);
                 let _ = self.events.send(PhoneEvent::Ua(e));
             }
+            UaEvent::TransferRequested {
+                call, ref target, ..
+            } => {
+                self.pending_transfers.push((call, target.clone()));
+                let _ = self.events.send(PhoneEvent::Ua(e));
+            }
             UaEvent::Ended { call, reason } => {
                 let (stats, codec) = match self.calls.remove(&call) {
                     Some(mut m) => {
                         send_rtcp_bye(&mut m);
+                        // A failed transfer call gives the audio back.
+                        if let Some(orig) = m.took_io_from
+                            && let Some(o) = self.calls.get_mut(&orig)
+                        {
+                            std::mem::swap(&mut o.io, &mut m.io);
+                        }
                         if let Err(err) = m.io.sink.finish() {
                             tracing::warn!("finishing audio output: {err}");
                         }
@@ -819,9 +1129,11 @@ impl Driver {
     /// Starts or updates the call's media session for newly negotiated
     /// media (RFC 3264 §5, §8).
     fn apply_media(&mut self, call: CallHandle, media: &NegotiatedMedia) {
+        let held_by_us = self.ua.hold_state(call).is_some_and(|h| h.local);
         let Some(m) = self.calls.get_mut(&call) else {
             return;
         };
+        m.negotiated = Some(media.direction);
         let config = MediaConfig {
             codec: media.codec,
             payload_type: media.payload_type,
@@ -831,12 +1143,22 @@ impl Driver {
             remote: media.remote_rtp,
             remote_rtcp: media.remote_rtcp,
             rtcp_mux: media.rtcp_mux,
-            send: media.direction.sends() && media.remote_rtp.is_some(),
+            // While we hold the call (sendonly), we may send but do not:
+            // the held party hears nothing from our device.
+            send: media.direction.sends() && media.remote_rtp.is_some() && !held_by_us,
             recv: media.direction.recvs(),
+            jitter: self.jitter_buffer,
         };
         let _ = m.local_ip;
         match m.session.as_mut() {
-            Some(s) => s.update(config),
+            Some(s) => {
+                // The RTP timeout counts again from a direction change
+                // (e.g. resume after hold).
+                if (s.config().send, s.config().recv) != (config.send, config.recv) {
+                    m.last_rtp = m.last_rtp.map(|_| std::time::Instant::now());
+                }
+                s.update(config)
+            }
             None => {
                 let rtcp = RtcpConfig {
                     min_interval: self.rtcp.min_interval,
