@@ -34,12 +34,14 @@ pub async fn run(args: CallArgs, emit: Emitter) -> Exit {
     };
     let mut cfg = PhoneConfig {
         rtp_timeout: super::rtp_timeout(args.common.rtp_timeout),
+        opus: args.common.opus(),
         ..cfg
     };
     if args.from.is_some() {
         cfg.ua.from = args.from.clone();
     }
-    let io = match open_io(&args.common, AudioFormat::NARROWBAND) {
+    // Calls carry audio at 48 kHz when Opus may be used, else 8 kHz.
+    let io = match open_io(&args.common, AudioFormat::for_codecs(&cfg.codecs)) {
         Ok(io) => io,
         Err(e) => {
             tracing::error!("{e}");

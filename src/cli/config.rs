@@ -248,7 +248,7 @@ pub enum FieldProblem {
     Zero,
     #[error("transport {value:?} is not supported (only \"udp\")")]
     UnsupportedTransport { value: String },
-    #[error("unknown codec {value:?} (known: pcmu, pcma)")]
+    #[error("unknown codec {value:?} (known: opus, pcmu, pcma)")]
     UnknownCodec { value: String },
     #[error("must not be empty")]
     Empty,

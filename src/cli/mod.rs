@@ -43,13 +43,15 @@ pub fn user_agent() -> String {
 pub fn phone_config(args: &CommonArgs, default_port: u16) -> PhoneConfig {
     let mut cfg = phone_config_for(args.bind, args.local_port, default_port, None, &args.codecs);
     cfg.ua.user = args.user.clone();
+    cfg.opus = args.opus();
     cfg.rtp_timeout = rtp_timeout(args.rtp_timeout);
     cfg
 }
 
 /// Phone settings for an optional account: its AOR user in our Contact,
 /// its AOR as From, its outbound proxy as the route of new requests, and
-/// its codec preference.
+/// its codec preference. `codecs` (from `--codecs`) wins when not empty,
+/// then the account's, then [`args::DEFAULT_CODECS`].
 pub fn phone_config_for(
     bind: Option<IpAddr>,
     local_port: Option<u16>,
@@ -59,9 +61,9 @@ pub fn phone_config_for(
 ) -> PhoneConfig {
     let ip = bind.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     let codecs: Vec<args::CodecArg> = match account.and_then(|a| a.codecs.clone()) {
-        Some(c) if codecs.is_empty() || codecs == [args::CodecArg::Pcmu, args::CodecArg::Pcma] => c,
-        _ if codecs.is_empty() => vec![args::CodecArg::Pcmu, args::CodecArg::Pcma],
-        _ => codecs.to_vec(),
+        _ if !codecs.is_empty() => codecs.to_vec(),
+        Some(c) if !c.is_empty() => c,
+        _ => args::DEFAULT_CODECS.to_vec(),
     };
     PhoneConfig {
         bind: SocketAddr::new(ip, local_port.unwrap_or(default_port)),
@@ -81,6 +83,7 @@ pub fn phone_config_for(
                 .unwrap_or_default(),
         },
         codecs: codecs.into_iter().map(Into::into).collect(),
+        opus: Default::default(),
         rtp_timeout: Some(std::time::Duration::from_secs(60)),
     }
 }

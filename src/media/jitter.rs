@@ -310,6 +310,21 @@ impl JitterBuffer {
         outcome
     }
 
+    /// The payload of the frame the next [`JitterBuffer::pop`] will play, if
+    /// it is already buffered. Right after a [`Frame::Missing`] this is the
+    /// packet after the gap, whose in-band FEC may rebuild the lost frame
+    /// (RFC 7587 §3.3).
+    pub fn next_payload(&self) -> Option<&[u8]> {
+        let source = self.source.as_ref()?;
+        let next = source.next_ts?;
+        let frame = i64::from(self.frame_samples);
+        source
+            .slots
+            .range(next..next + frame)
+            .next()
+            .map(|(_, payload)| payload.as_ref())
+    }
+
     /// The frame to play now: `None` while buffering (before the first
     /// packet has waited `target_delay`), then one frame per call.
     pub fn pop(&mut self, now: Instant) -> Option<Frame> {
@@ -582,5 +597,29 @@ mod tests {
             jb.push(&packet(1, i as u16, i * 160), t0 + 20 * MS * i + wobble);
         }
         assert!((jb.stats().jitter_seconds - 0.005).abs() < 1e-6);
+    }
+
+    #[test]
+    fn next_payload_is_the_packet_after_a_gap() {
+        let t0 = Instant::now();
+        let mut jb = JitterBuffer::new(8000, 160, 40 * MS);
+        assert_eq!(jb.next_payload(), None);
+        jb.push(&packet(1, 10, 0), t0);
+        jb.push(&packet(1, 12, 320), t0 + 10 * MS);
+        assert!(matches!(jb.pop(t0 + 40 * MS), Some(Frame::Audio { .. })));
+        assert!(matches!(
+            jb.pop(t0 + 60 * MS),
+            Some(Frame::Missing { timestamp: 160 })
+        ));
+        assert_eq!(jb.next_payload(), Some(&12u16.to_be_bytes()[..]));
+        assert!(matches!(
+            jb.pop(t0 + 80 * MS),
+            Some(Frame::Audio { timestamp: 320, .. })
+        ));
+        assert_eq!(
+            jb.next_payload(),
+            None,
+            "nothing buffered after the last packet"
+        );
     }
 }

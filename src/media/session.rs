@@ -16,6 +16,7 @@ use bytes::Bytes;
 use rand::Rng;
 use serde::Serialize;
 
+use super::codec::opus::OpusConfig;
 use super::codec::{CodecKind, Decoder, Encoder};
 use super::dtmf::{BadDigit, DtmfReceiver, DtmfSender};
 use super::jitter::{Frame, JitterBuffer};
@@ -43,6 +44,9 @@ pub struct MediaConfig {
     pub send: bool,
     /// Whether we play what we receive (`sendrecv`/`recvonly`).
     pub recv: bool,
+    /// Opus encoder settings (ours, limited by the peer's `a=fmtp`);
+    /// ignored by other codecs.
+    pub opus: OpusConfig,
 }
 
 impl MediaConfig {
@@ -58,10 +62,17 @@ impl MediaConfig {
             remote,
             send: true,
             recv: true,
+            opus: OpusConfig::default(),
         }
     }
 
-    /// Samples in one frame: ptime worth at the clock rate (160 for G.711/20 ms).
+    /// Samples of PCM in one frame, at the codec's PCM rate (160 for
+    /// G.711/20 ms, 960 for Opus/20 ms).
+    pub fn pcm_frame_samples(&self) -> usize {
+        (u64::from(self.codec.pcm_rate()) * u64::from(self.ptime_ms) / 1000) as usize
+    }
+
+    /// RTP timestamp units in one frame: ptime worth at the clock rate (160 for G.711/20 ms).
     pub fn frame_samples(&self) -> usize {
         (u64::from(self.clock_rate) * u64::from(self.ptime_ms) / 1000) as usize
     }
@@ -86,8 +97,12 @@ pub struct MediaStats {
     pub bytes_sent: u64,
     /// Payload octets received of the negotiated codec.
     pub bytes_received: u64,
-    /// Frames played as concealment because no packet was due.
+    /// Frames played as concealment because no packet was due (and none
+    /// could be recovered).
     pub concealed_frames: u64,
+    /// Lost frames rebuilt from the next packet's in-band FEC (Opus,
+    /// RFC 7587 §3.3); not counted in `concealed_frames`.
+    pub fec_recovered: u64,
     /// RTCP packets received (not interpreted yet).
     pub rtcp_received: u64,
     /// STUN messages that reached the media session (ignored).
@@ -149,7 +164,7 @@ impl MediaSession {
     pub fn new(config: MediaConfig, rng: &mut (impl Rng + ?Sized), _now: Instant) -> Self {
         MediaSession {
             sender: RtpSender::new(config.payload_type, rng),
-            encoder: config.codec.new_encoder(),
+            encoder: new_encoder(&config),
             decoder: config.codec.new_decoder(),
             jitter: new_jitter_buffer(&config),
             transmit: VecDeque::new(),
@@ -274,6 +289,11 @@ impl MediaSession {
         }
         self.payload.clear();
         self.encoder.encode(pcm, &mut self.payload);
+        if self.payload.is_empty() {
+            // The codec could not code this frame (wrong size): send nothing.
+            self.sender.skip(samples);
+            return;
+        }
         let datagram =
             self.sender
                 .packetize(&self.payload, samples, std::mem::take(&mut self.talk_spurt));
@@ -289,24 +309,33 @@ impl MediaSession {
 
     /// One frame of audio to play (see [`MediaSession::pull_playback_into`]).
     pub fn pull_playback(&mut self, now: Instant) -> Vec<i16> {
-        let mut out = Vec::with_capacity(self.config.frame_samples());
+        let mut out = Vec::with_capacity(self.config.pcm_frame_samples());
         self.pull_playback_into(now, &mut out);
         out
     }
 
-    /// Appends exactly one frame (`frame_samples`) of audio to play now:
-    /// decoded from the jitter buffer, concealed when the packet is missing,
+    /// Appends exactly one frame (`pcm_frame_samples`) of audio to play now:
+    /// decoded from the jitter buffer; for a missing packet, recovered from
+    /// the next packet's FEC when that one is already here, else concealed;
     /// silence before playout starts or while not receiving.
     pub fn pull_playback_into(&mut self, now: Instant, out: &mut Vec<i16>) {
-        let samples = self.config.frame_samples();
+        let samples = self.config.pcm_frame_samples();
         let start = out.len();
         match self.jitter.pop(now) {
             Some(Frame::Audio { payload, .. }) if self.config.recv => {
                 self.decoder.decode(&payload, out);
             }
             Some(Frame::Missing { .. }) if self.config.recv => {
-                self.stats.concealed_frames += 1;
-                self.decoder.conceal(samples, out);
+                let recovered = self
+                    .jitter
+                    .next_payload()
+                    .is_some_and(|next| self.decoder.recover_from_next(next, samples, out));
+                if recovered {
+                    self.stats.fec_recovered += 1;
+                } else {
+                    self.stats.concealed_frames += 1;
+                    self.decoder.conceal(samples, out);
+                }
             }
             _ => {}
         }
@@ -319,8 +348,10 @@ impl MediaSession {
     /// hold (`send` false), codec or ptime change. The SSRC stays.
     pub fn update(&mut self, config: MediaConfig) {
         if config.codec != self.config.codec {
-            self.encoder = config.codec.new_encoder();
+            self.encoder = new_encoder(&config);
             self.decoder = config.codec.new_decoder();
+        } else if config.opus != self.config.opus {
+            self.encoder = new_encoder(&config);
         }
         if config.codec != self.config.codec
             || config.clock_rate != self.config.clock_rate
@@ -349,6 +380,18 @@ impl MediaSession {
             ..self.stats.clone()
         }
     }
+}
+
+/// The encoder for `config`; settings libopus refuses fall back to the
+/// defaults (with a warning) rather than leaving the call mute.
+fn new_encoder(config: &MediaConfig) -> Box<dyn Encoder> {
+    config
+        .codec
+        .encoder_with(&config.opus)
+        .unwrap_or_else(|error| {
+            tracing::warn!(%error, "using the default Opus settings");
+            config.codec.new_encoder()
+        })
 }
 
 fn new_jitter_buffer(config: &MediaConfig) -> JitterBuffer {

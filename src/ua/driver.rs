@@ -24,8 +24,10 @@ use super::agent::{EndReason, UaConfig, UaEvent, UaOutput, UserAgent};
 use super::call::CallHandle;
 use super::digest::Credentials;
 use super::registration::RegistrationConfig;
+use crate::media::audio::{AudioFormat, FrameResampler};
 use crate::media::audio::{AudioSink, AudioSource};
 use crate::media::codec::CodecKind;
+use crate::media::codec::opus::OpusConfig;
 use crate::media::session::{DtmfError, MediaConfig, MediaSession, MediaStats};
 use crate::sdp::{Direction, LocalMedia, NegotiatedMedia};
 use crate::sip::{Uri, uri::Host};
@@ -44,8 +46,11 @@ pub struct PhoneConfig {
     /// Where the SIP socket binds (port 0: any).
     pub bind: SocketAddr,
     pub ua: UaConfig,
-    /// Codecs in order of preference.
+    /// Codecs in order of preference. They also fix the rate of every
+    /// call's audio source and sink ([`AudioFormat::for_codecs`]).
     pub codecs: Vec<CodecKind>,
+    /// Opus encoder settings (bitrate, complexity).
+    pub opus: OpusConfig,
     /// Hang up a call when no RTP has arrived for this long after the
     /// first packet (the peer died); `None` disables it.
     pub rtp_timeout: Option<Duration>,
@@ -201,6 +206,8 @@ impl Phone {
             rng: StdRng::seed_from_u64(ua_cfg.seed ^ 0x5eed),
             route_cache: HashMap::new(),
             rtp_timeout: cfg.rtp_timeout,
+            audio: AudioFormat::for_codecs(&cfg.codecs),
+            opus: cfg.opus,
         };
         let task = tokio::spawn(driver.run());
         Ok((
@@ -351,6 +358,46 @@ struct CallMedia {
     last_rtp: Option<std::time::Instant>,
     /// Hung up by us: no more audio in or out while the BYE completes.
     stopped: bool,
+    /// Rate conversion when the codec's PCM rate is not the source/sink
+    /// rate (a G.711 call on 48 kHz audio); `None` when they match.
+    edge: Option<RateEdge>,
+}
+
+/// Resampling between a call's audio rate and its codec's PCM rate, at the
+/// edge of the media path (the session only sees the codec's rate).
+struct RateEdge {
+    /// (codec PCM rate, ptime) this edge was made for.
+    key: (u32, u32),
+    capture: FrameResampler,
+    playback: FrameResampler,
+    /// One captured frame at the codec's rate.
+    codec_frame: Vec<i16>,
+    /// One decoded frame at the codec's rate.
+    decoded: Vec<i16>,
+}
+
+impl RateEdge {
+    /// An edge for `config` on audio at `io_rate`, or `None` when the codec
+    /// already runs at that rate.
+    fn for_config(io_rate: u32, config: &MediaConfig) -> Option<RateEdge> {
+        let codec_rate = config.codec.pcm_rate();
+        if codec_rate == io_rate {
+            return None;
+        }
+        let io_frame = AudioFormat::with_ptime(io_rate, config.ptime_ms).frame_samples;
+        let made = FrameResampler::new(io_rate, codec_rate, io_frame).and_then(|capture| {
+            let playback = FrameResampler::new(codec_rate, io_rate, config.pcm_frame_samples())?;
+            Ok(RateEdge {
+                key: (codec_rate, config.ptime_ms),
+                capture,
+                playback,
+                codec_frame: Vec::new(),
+                decoded: Vec::new(),
+            })
+        });
+        made.inspect_err(|e| tracing::warn!("no rate conversion for this call: {e}"))
+            .ok()
+    }
 }
 
 impl Drop for CallMedia {
@@ -376,6 +423,9 @@ struct Driver {
     /// Local address used towards each peer address (wildcard binds).
     route_cache: HashMap<IpAddr, IpAddr>,
     rtp_timeout: Option<Duration>,
+    /// Rate of every call's audio source and sink.
+    audio: AudioFormat,
+    opus: OpusConfig,
 }
 
 impl Driver {
@@ -602,6 +652,7 @@ impl Driver {
             sink_failed: false,
             last_rtp: None,
             stopped: false,
+            edge: None,
         }
     }
 
@@ -654,16 +705,29 @@ impl Driver {
             let Some(session) = m.session.as_mut() else {
                 continue;
             };
-            let n = session.config().frame_samples();
+            let n =
+                AudioFormat::with_ptime(self.audio.rate, session.config().ptime_ms).frame_samples;
             m.frame.resize(n, 0);
             m.io.source.read_frame(&mut m.frame);
-            session.push_capture(&m.frame);
+            m.playback.clear();
+            match m.edge.as_mut() {
+                Some(edge) => {
+                    edge.codec_frame.clear();
+                    edge.capture.process(&m.frame, &mut edge.codec_frame);
+                    session.push_capture(&edge.codec_frame);
+                    edge.decoded.clear();
+                    session.pull_playback_into(now, &mut edge.decoded);
+                    edge.playback.process(&edge.decoded, &mut m.playback);
+                }
+                None => {
+                    session.push_capture(&m.frame);
+                    session.pull_playback_into(now, &mut m.playback);
+                }
+            }
             if m.io.source.is_finished() && !m.source_finished {
                 m.source_finished = true;
                 let _ = self.events.send(PhoneEvent::SourceFinished { call: *call });
             }
-            m.playback.clear();
-            session.pull_playback_into(now, &mut m.playback);
             if let Err(e) = m.io.sink.write_frame(&m.playback)
                 && !m.sink_failed
             {
@@ -748,7 +812,15 @@ impl Driver {
             remote: media.remote_rtp,
             send: media.direction.sends() && media.remote_rtp.is_some(),
             recv: media.direction.recvs(),
+            opus: media
+                .opus
+                .as_ref()
+                .map_or(self.opus, |peer| self.opus.limited_by(peer)),
         };
+        let key = (config.codec.pcm_rate(), config.ptime_ms);
+        if m.edge.as_ref().map(|e| e.key) != Some(key) {
+            m.edge = RateEdge::for_config(self.audio.rate, &config);
+        }
         let _ = m.local_ip;
         match m.session.as_mut() {
             Some(s) => s.update(config),
