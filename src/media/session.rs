@@ -676,4 +676,42 @@ mod tests {
         assert!(stats.concealed_frames > 0, "{stats:?}");
         assert!(stats.jitter_ms > 1.0 && stats.jitter_ms < 30.0, "{stats:?}");
     }
+
+    #[test]
+    fn opus_loss_is_recovered_from_fec_when_the_next_packet_is_buffered() {
+        let t0 = Instant::now();
+        let config = |remote| {
+            let mut c = MediaConfig::new(CodecKind::Opus, remote);
+            c.payload_type = 96;
+            c
+        };
+        let mut tx =
+            MediaSession::new(config(Some(addr(4002))), &mut StdRng::seed_from_u64(20), t0);
+        let mut rx = MediaSession::new(config(None), &mut StdRng::seed_from_u64(21), t0);
+        assert_eq!(tx.config().pcm_frame_samples(), 960);
+        let mut tone = ToneGenerator::new(600.0, 0.5, 48000);
+        let mut frame = [0i16; 960];
+        let mut heard = Vec::new();
+        for i in 0..100u32 {
+            let now = t0 + MS * (20 * i);
+            tone.fill(&mut frame);
+            tx.push_capture(&frame);
+            for (_, d) in drain(&mut tx) {
+                // Packets 40 and 70 are lost on the way.
+                if i != 40 && i != 70 {
+                    rx.handle_datagram(&d, addr(4000), now);
+                }
+            }
+            rx.pull_playback_into(now + MS * 5, &mut heard);
+        }
+        let stats = rx.stats();
+        assert_eq!(stats.packets_lost, 2, "{stats:?}");
+        assert_eq!(stats.fec_recovered, 2, "{stats:?}");
+        assert_eq!(stats.concealed_frames, 0, "{stats:?}");
+        assert_eq!(heard.len(), 100 * 960);
+        let steady = &heard[20 * 960..];
+        let f = dominant_frequency(steady, 48000);
+        assert!((f - 600.0).abs() < 6.0, "heard {f} Hz");
+        assert!(rms_dbfs(steady) > -12.0);
+    }
 }
