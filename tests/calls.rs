@@ -606,3 +606,31 @@ fn g711_call_between_a_default_side_and_a_pcmu_only_side() {
     assert_recording(&out_b, 8000, 1000.0);
     assert_recording(&out_a, 48_000, 440.0);
 }
+
+#[test]
+fn loopback_with_opus_passes_its_tone_check() {
+    let mut lb = Sipline::spawn(
+        "loopback",
+        &[
+            "loopback",
+            "--codec",
+            "opus",
+            "--null-audio",
+            "--duration",
+            "2",
+        ],
+        &[],
+    );
+    let (code, events) = lb.wait_exit(SECS);
+    assert_eq!(code, 0, "{events:?}\n{}", lb.stderr());
+    let report = events
+        .iter()
+        .find(|e| e["event"] == "loopback_report")
+        .expect("a report");
+    assert_eq!(report["codec"], "opus");
+    assert_eq!(report["pass"], true);
+    assert!(
+        (report["caller_to_callee"]["received_hz"].as_f64().unwrap() - 1000.0).abs() < 20.0,
+        "{report}"
+    );
+}
