@@ -27,7 +27,7 @@
 //! ```toml
 //! [defaults]
 //! account = "alice"             # used when neither --account nor --aor is given
-//! codecs = ["pcmu", "pcma"]     # for accounts without their own `codecs`
+//! codecs = ["opus", "pcmu", "pcma"]  # for accounts without their own `codecs`
 //! expires = 600                 # for accounts without their own `expires`
 //!
 //! [contacts]                    # nickname = URI
