@@ -134,3 +134,44 @@ impl Default for Signals {
         Signals::new()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::args::CodecArg;
+    use super::*;
+    use crate::media::codec::CodecKind;
+
+    fn account(codecs: Option<Vec<CodecArg>>) -> config::Account {
+        config::Account {
+            name: "alice".into(),
+            aor: "sip:alice@example.com".into(),
+            username: "alice".into(),
+            realm: None,
+            registrar: "sip:example.com".into(),
+            outbound_proxy: None,
+            transport: config::Transport::default(),
+            expires: 600,
+            codecs,
+            register: true,
+            password: config::PasswordSource::Prompt,
+        }
+    }
+
+    #[test]
+    fn codec_preference_is_flag_then_account_then_opus_pcmu_pcma() {
+        let codecs = |acct: Option<&config::Account>, flag: &[CodecArg]| {
+            phone_config_for(None, None, 0, acct, flag).codecs
+        };
+        let pcma = account(Some(vec![CodecArg::Pcma]));
+        assert_eq!(
+            codecs(None, &[]),
+            [CodecKind::Opus, CodecKind::Pcmu, CodecKind::Pcma]
+        );
+        assert_eq!(codecs(Some(&account(None)), &[]).len(), 3);
+        assert_eq!(codecs(Some(&pcma), &[]), [CodecKind::Pcma]);
+        assert_eq!(
+            codecs(Some(&pcma), &[CodecArg::Opus, CodecArg::Pcmu]),
+            [CodecKind::Opus, CodecKind::Pcmu]
+        );
+    }
+}
