@@ -8,8 +8,17 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use super::config::AccountArgs;
 
 /// sipline: a SIP softphone for the terminal.
+///
+/// Without a command it starts the interactive phone (see `sipline phone
+/// --help`); its options may be given without the word `phone`.
 #[derive(Debug, Parser)]
-#[command(name = "sipline", version, about, long_about = None)]
+#[command(
+    name = "sipline",
+    version,
+    about,
+    long_about = None,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     /// Print one JSON object per event on stdout.
     #[arg(long, global = true)]
@@ -17,12 +26,18 @@ pub struct Cli {
     /// More log output on stderr (-v: debug, -vv: trace). RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+    /// Options of the interactive phone (when no command is given).
+    #[command(flatten)]
+    pub phone: PhoneArgs,
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The interactive phone (the default): register, call, answer, hold
+    /// and hang up from a prompt, or run commands from -e or stdin.
+    Phone(PhoneArgs),
     /// Place one call and exit when it ends.
     Call(CallArgs),
     /// Wait for calls and answer them.
@@ -31,6 +46,68 @@ pub enum Command {
     Loopback(LoopbackArgs),
     /// Register an account and stay registered until Ctrl-C.
     Register(RegisterArgs),
+}
+
+/// Options of the interactive phone.
+#[derive(Debug, Args, Clone, Default)]
+pub struct PhoneArgs {
+    /// Run this phone command (repeatable, in order), then quit; e.g.
+    /// -e "call sip:bob@192.0.2.7" -e "wait-for answered" -e "dtmf 1#" -e hangup.
+    #[arg(short = 'e', long = "execute", value_name = "COMMAND")]
+    pub execute: Vec<String>,
+    /// Local SIP UDP port of the first account (default 5060, else any;
+    /// 0: any free port).
+    #[arg(long, value_name = "PORT")]
+    pub local_port: Option<u16>,
+    /// Local address to bind (default: all IPv4 addresses; use :: for IPv6).
+    #[arg(long, value_name = "IP")]
+    pub bind: Option<IpAddr>,
+    /// Send this WAV file in every call instead of the microphone.
+    #[arg(long, value_name = "FILE.wav")]
+    pub play: Option<PathBuf>,
+    /// Record each call (FILE.wav, then FILE-2.wav, ...) instead of
+    /// playing it on the speaker.
+    #[arg(long, value_name = "FILE.wav")]
+    pub record: Option<PathBuf>,
+    /// Use no sound card at all (--play and --record still work).
+    #[arg(long)]
+    pub null_audio: bool,
+    /// Capture device by name (default: the system default).
+    #[arg(long, value_name = "NAME")]
+    pub input_device: Option<String>,
+    /// Playback device by name (default: the system default).
+    #[arg(long, value_name = "NAME")]
+    pub output_device: Option<String>,
+    /// Codecs in order of preference.
+    #[arg(long, value_delimiter = ',')]
+    pub codecs: Vec<CodecArg>,
+    /// Hang up a call whose peer has sent no RTP for this long; 0 never.
+    #[arg(long, value_name = "SECS", default_value_t = 60.0, value_parser = seconds)]
+    pub rtp_timeout: f64,
+    /// User part of our Contact when no account is used.
+    #[arg(long, default_value = "sipline", value_parser = user_part)]
+    pub user: String,
+    #[command(flatten)]
+    pub account: AccountArgs,
+}
+
+impl PhoneArgs {
+    /// The options `call` and `answer` share, for opening each call's audio.
+    pub fn common(&self) -> CommonArgs {
+        CommonArgs {
+            local_port: self.local_port,
+            bind: self.bind,
+            play: self.play.clone(),
+            record: self.record.clone(),
+            null_audio: self.null_audio,
+            input_device: self.input_device.clone(),
+            output_device: self.output_device.clone(),
+            codecs: self.codecs.clone(),
+            duration: None,
+            rtp_timeout: self.rtp_timeout,
+            user: self.user.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -223,6 +300,39 @@ mod tests {
             assert!(seconds(bad).is_err(), "{bad}");
         }
         assert!(loopback_seconds("0").is_err());
+    }
+
+    #[test]
+    fn no_command_means_the_phone_and_subcommands_still_work() {
+        let cli = Cli::try_parse_from(["sipline"]).unwrap();
+        assert!(cli.command.is_none());
+        assert!(cli.phone.execute.is_empty());
+        let cli = Cli::try_parse_from([
+            "sipline",
+            "--json",
+            "--local-port",
+            "0",
+            "--null-audio",
+            "-e",
+            "call 1001",
+            "-e",
+            "hangup",
+            "--config",
+            "/tmp/x.toml",
+        ])
+        .unwrap();
+        assert!(cli.command.is_none() && cli.json && cli.phone.null_audio);
+        assert_eq!(cli.phone.local_port, Some(0));
+        assert_eq!(cli.phone.execute, ["call 1001", "hangup"]);
+        assert_eq!(
+            cli.phone.account.config.as_deref(),
+            Some(std::path::Path::new("/tmp/x.toml"))
+        );
+        let cli = Cli::try_parse_from(["sipline", "phone", "--play", "a.wav"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::Phone(p)) if p.play.is_some()));
+        let cli = Cli::try_parse_from(["sipline", "answer", "--local-port", "5062"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::Answer(_))));
+        assert!(Cli::try_parse_from(["sipline", "call"]).is_err());
     }
 
     #[test]

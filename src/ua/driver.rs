@@ -89,6 +89,19 @@ enum Command {
     },
     /// Finish the current work and end the task.
     Shutdown,
+    /// Report every SIP message as [`PhoneEvent::SipTrace`] (or stop).
+    Trace(bool),
+    /// DTMF by SIP INFO (when RFC 4733 was not negotiated).
+    InfoDtmf {
+        call: CallHandle,
+        digits: String,
+        reply: oneshot::Sender<Result<(), DriverError>>,
+    },
+    /// Re-register now.
+    RefreshRegistration {
+        reg: RegHandle,
+        reply: oneshot::Sender<bool>,
+    },
 }
 
 /// What to register (RFC 3261 §10.2).
@@ -132,6 +145,13 @@ pub enum PhoneEvent {
     Dtmf {
         call: CallHandle,
         digit: char,
+    },
+    /// A SIP message sent or received while tracing is on
+    /// ([`Phone::set_trace`]); Authorization values are masked.
+    SipTrace {
+        sent: bool,
+        peer: SocketAddr,
+        text: String,
     },
 }
 
@@ -201,6 +221,7 @@ impl Phone {
             rng: StdRng::seed_from_u64(ua_cfg.seed ^ 0x5eed),
             route_cache: HashMap::new(),
             rtp_timeout: cfg.rtp_timeout,
+            trace: false,
         };
         let task = tokio::spawn(driver.run());
         Ok((
@@ -299,6 +320,38 @@ impl Phone {
         let _ = self.commands.send(Command::Hangup { call });
     }
 
+    /// Sends DTMF digits as SIP INFO requests (`application/dtmf-relay`).
+    pub async fn send_info_dtmf(&self, call: CallHandle, digits: &str) -> Result<(), DriverError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::InfoDtmf {
+                call,
+                digits: digits.to_string(),
+                reply,
+            })
+            .map_err(|_| DriverError::Stopped)?;
+        rx.await.map_err(|_| DriverError::Stopped)?
+    }
+
+    /// Turns the [`PhoneEvent::SipTrace`] events on or off.
+    pub fn set_trace(&self, on: bool) {
+        let _ = self.commands.send(Command::Trace(on));
+    }
+
+    /// Sends a refreshing REGISTER now; false when the registration is
+    /// not bound or a REGISTER is outstanding.
+    pub async fn refresh_registration(&self, reg: RegHandle) -> bool {
+        let (reply, rx) = oneshot::channel();
+        if self
+            .commands
+            .send(Command::RefreshRegistration { reg, reply })
+            .is_err()
+        {
+            return false;
+        }
+        rx.await.unwrap_or(false)
+    }
+
     /// Stops the phone task once everything queued so far has been sent
     /// (calls should have ended first).
     pub async fn shutdown(self) {
@@ -376,6 +429,8 @@ struct Driver {
     /// Local address used towards each peer address (wildcard binds).
     route_cache: HashMap<IpAddr, IpAddr>,
     rtp_timeout: Option<Duration>,
+    /// Report SIP messages as events.
+    trace: bool,
 }
 
 impl Driver {
@@ -395,7 +450,7 @@ impl Driver {
             tokio::select! {
                 r = self.sip.recv(&mut buf) => match r {
                     Ok((n, from)) => {
-                        trace_sip("received from", from, &buf[..n]);
+                        self.trace_sip(false, from, &buf[..n]);
                         let local_ip = self.local_ip_towards(from);
                         self.ua.handle_datagram(&buf[..n], from, local_ip, std::time::Instant::now());
                     }
@@ -430,6 +485,16 @@ impl Driver {
                 idle = false;
                 tick.reset();
             }
+        }
+    }
+
+    /// Logs a SIP datagram at trace level and, while tracing is on,
+    /// reports it as an event; credentials are masked either way.
+    fn trace_sip(&self, sent: bool, peer: SocketAddr, data: &[u8]) {
+        trace_sip(if sent { "sent to" } else { "received from" }, peer, data);
+        if self.trace {
+            let text = super::digest::mask_message(&String::from_utf8_lossy(data));
+            let _ = self.events.send(PhoneEvent::SipTrace { sent, peer, text });
         }
     }
 
@@ -490,6 +555,18 @@ impl Driver {
             }
             Command::Hangup { call } => self.hangup(call, now),
             Command::Shutdown => {}
+            Command::Trace(on) => self.trace = on,
+            Command::InfoDtmf {
+                call,
+                digits,
+                reply,
+            } => {
+                let r = self.ua.send_info_dtmf(call, &digits, now);
+                let _ = reply.send(r.map_err(DriverError::from));
+            }
+            Command::RefreshRegistration { reg, reply } => {
+                let _ = reply.send(self.ua.refresh_registration(reg, now));
+            }
         }
     }
 
@@ -693,7 +770,7 @@ impl Driver {
         while let Some(o) = self.ua.poll_output() {
             match o {
                 UaOutput::Transmit(t) => {
-                    trace_sip("sent to", t.dest, &t.payload);
+                    self.trace_sip(true, t.dest, &t.payload);
                     if let Err(e) = self.sip.send(&t).await {
                         tracing::warn!("SIP send to {}: {e}", t.dest);
                     }
