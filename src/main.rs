@@ -7,6 +7,12 @@ use sipline::cli::{self, args::Cli};
 
 fn main() {
     let cli = Cli::parse();
+    if let Err(msg) = cli.check() {
+        use clap::CommandFactory;
+        Cli::command()
+            .error(clap::error::ErrorKind::ArgumentConflict, msg)
+            .exit();
+    }
     let level = match cli.verbose {
         0 => "sipline=info",
         1 => "sipline=debug",

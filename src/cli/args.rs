@@ -16,8 +16,7 @@ use super::config::AccountArgs;
     name = "sipline",
     version,
     about,
-    long_about = None,
-    args_conflicts_with_subcommands = true
+    long_about = None
 )]
 pub struct Cli {
     /// Print one JSON object per event on stdout.
@@ -49,7 +48,7 @@ pub enum Command {
 }
 
 /// Options of the interactive phone.
-#[derive(Debug, Args, Clone, Default)]
+#[derive(Debug, Args, Clone, Default, PartialEq)]
 pub struct PhoneArgs {
     /// Run this phone command (repeatable, in order), then quit; e.g.
     /// -e "call sip:bob@192.0.2.7" -e "wait-for answered" -e "dtmf 1#" -e hangup.
@@ -89,6 +88,27 @@ pub struct PhoneArgs {
     pub user: String,
     #[command(flatten)]
     pub account: AccountArgs,
+}
+
+impl Cli {
+    /// Refuses phone options given before a command (`sipline --play
+    /// x.wav answer`): they would be ignored. (clap's
+    /// `args_conflicts_with_subcommands` would also refuse the global
+    /// `--json` and `-v`.)
+    pub fn check(&self) -> Result<(), String> {
+        if self.command.is_none() {
+            return Ok(());
+        }
+        let untouched = Cli::try_parse_from(["sipline"])
+            .map(|c| c.phone)
+            .unwrap_or_default();
+        if self.phone != untouched {
+            return Err("phone options go after the command name \
+                        (e.g. sipline answer --local-port 5062), or without a command"
+                .into());
+        }
+        Ok(())
+    }
 }
 
 impl PhoneArgs {
@@ -332,6 +352,11 @@ mod tests {
         assert!(matches!(cli.command, Some(Command::Phone(p)) if p.play.is_some()));
         let cli = Cli::try_parse_from(["sipline", "answer", "--local-port", "5062"]).unwrap();
         assert!(matches!(cli.command, Some(Command::Answer(_))));
+        assert_eq!(cli.check(), Ok(()));
+        let cli = Cli::try_parse_from(["sipline", "--json", "-v", "answer"]).unwrap();
+        assert!(cli.json && cli.check().is_ok());
+        let cli = Cli::try_parse_from(["sipline", "--null-audio", "answer"]).unwrap();
+        assert!(cli.check().is_err());
         assert!(Cli::try_parse_from(["sipline", "call"]).is_err());
     }
 

@@ -439,7 +439,9 @@ impl Out {
     fn print(&mut self, text: String) {
         use std::io::Write;
         if let Some(p) = self.printer.as_mut() {
-            if p.print(text.clone()).is_ok() {
+            // Between two prompts the printer writes the text as it is
+            // (no line end is added, unlike during the prompt).
+            if p.print(format!("{text}\n")).is_ok() {
                 return;
             }
         }

@@ -113,6 +113,31 @@ pub enum UaEvent {
         call: CallHandle,
         digit: char,
     },
+    /// Our hold re-INVITE was accepted: we no longer receive, and send
+    /// only if the peer still wants it (RFC 3264 §8.4).
+    Held {
+        call: CallHandle,
+    },
+    /// Our resume re-INVITE was accepted.
+    Resumed {
+        call: CallHandle,
+    },
+    /// Our hold or resume re-INVITE failed; the call stays as it was
+    /// (RFC 3261 §14.1). `status` is the final response, if one came.
+    HoldFailed {
+        call: CallHandle,
+        intent: super::hold::HoldIntent,
+        status: Option<u16>,
+        reason: String,
+    },
+    /// The peer put us on hold (its offer receives nothing).
+    RemoteHold {
+        call: CallHandle,
+    },
+    /// The peer took us off hold.
+    RemoteResume {
+        call: CallHandle,
+    },
     /// A request we refused before any call processing (RFC 3261 §8.2).
     Rejected {
         method: String,
@@ -137,6 +162,10 @@ pub enum UaError {
     NoSuchCall { call: CallHandle },
     #[error("call {call} cannot do that now ({state:?})")]
     WrongState { call: CallHandle, state: CallState },
+    #[error("call {call} already has a re-INVITE in progress")]
+    ReinvitePending { call: CallHandle },
+    #[error("call {call} is already {}", if *held { "on hold" } else { "active" })]
+    AlreadyInHoldState { call: CallHandle, held: bool },
     #[error("SDP: {0}")]
     Sdp(#[from] SdpError),
     #[error("transaction: {0}")]
@@ -190,6 +219,7 @@ impl UserAgent {
             .into_iter()
             .chain(retrans)
             .chain(self.accounts.next_timeout())
+            .chain(self.next_reinvite_retry())
             .min()
     }
 
@@ -205,6 +235,37 @@ impl UserAgent {
 
     pub fn call_state(&self, call: CallHandle) -> Option<CallState> {
         self.calls.get(&call).map(|c| c.state)
+    }
+
+    /// The handles of all live calls, oldest first.
+    pub fn call_handles(&self) -> Vec<CallHandle> {
+        self.calls.keys().copied().collect()
+    }
+
+    /// Who started `call`.
+    pub fn call_direction(&self, call: CallHandle) -> Option<CallDirection> {
+        self.calls.get(&call).map(|c| c.direction)
+    }
+
+    /// The other party of `call`: the To of our INVITE, or the From of the
+    /// peer's (name-addr text).
+    pub fn call_peer(&self, call: CallHandle) -> Option<String> {
+        let c = self.calls.get(&call)?;
+        if let Some(d) = &c.dialog {
+            return Some(d.remote_uri.clone());
+        }
+        let header = match c.direction {
+            CallDirection::Outgoing => "To",
+            CallDirection::Incoming => "From",
+        };
+        let text = c.invite.headers.get(header).unwrap_or_default();
+        Some(match NameAddr::parse(text) {
+            Ok(mut na) => {
+                na.params = Default::default();
+                na.to_string()
+            }
+            Err(_) => text.to_string(),
+        })
     }
 
     // ----- identifiers -------------------------------------------------
@@ -231,7 +292,7 @@ impl UserAgent {
         format!("<{uri}>")
     }
 
-    fn add_common_headers(&self, headers: &mut crate::sip::Headers, local_ip: IpAddr) {
+    pub(super) fn add_common_headers(&self, headers: &mut crate::sip::Headers, local_ip: IpAddr) {
         headers.push("Contact", self.contact(local_ip));
         headers.push("Allow", allow_header_value());
         headers.push("User-Agent", self.cfg.user_agent.clone());
@@ -241,7 +302,7 @@ impl UserAgent {
         self.out.push_back(UaOutput::Event(e));
     }
 
-    fn transmit(&mut self, dest: SocketAddr, payload: Vec<u8>) {
+    pub(super) fn transmit(&mut self, dest: SocketAddr, payload: Vec<u8>) {
         self.out
             .push_back(UaOutput::Transmit(Transmit { dest, payload }));
     }
@@ -522,7 +583,7 @@ impl UserAgent {
     }
 
     /// §15.1.1: BYE within the dialog, to the next hop.
-    fn send_bye(&mut self, call: CallHandle, now: Instant) {
+    pub(super) fn send_bye(&mut self, call: CallHandle, now: Instant) {
         let local_ip = match self.calls.get(&call) {
             Some(c) => c.local_ip,
             None => return,
@@ -632,6 +693,7 @@ impl UserAgent {
             self.on_2xx_retransmit_timer(call, now);
         }
         self.refresh_registrations(now);
+        self.on_timer_reinvite_retry(now);
         self.drain_tx(now);
     }
 
@@ -864,6 +926,8 @@ impl UserAgent {
                 self.out
                     .push_back(UaOutput::Event(UaEvent::Media { call, media }));
             }
+            let offer = req.body.clone();
+            self.note_remote_offer(call, &offer);
             answer
         };
         let c = self.calls.get_mut(&call).expect("found above");
@@ -976,11 +1040,15 @@ impl UserAgent {
             return;
         }
         let mut media = None;
-        if c.neg.state() == crate::sdp::NegState::LocalOffer
-            && !req.body.is_empty()
-            && c.neg.receive_answer(&req.body).is_ok()
-        {
-            media = c.neg.negotiate().ok();
+        if c.neg.state() == crate::sdp::NegState::LocalOffer {
+            // Bug 13: an ACK without the answer our 2xx asked for keeps
+            // the previous session; the negotiator never stays waiting.
+            if req.body.is_empty() {
+                tracing::warn!("ACK without the answer to our offer");
+                c.neg.cancel();
+            } else if c.neg.receive_answer(&req.body).is_ok() {
+                media = c.neg.negotiate().ok();
+            }
         }
         let first_answer = c.state == CallState::Answering;
         c.state = CallState::Confirmed;
@@ -1013,6 +1081,15 @@ impl UserAgent {
     fn on_response(&mut self, key: &TransactionKey, resp: Response, now: Instant) {
         if self.accounts.owns(key) {
             self.on_register_response(key, &resp, now);
+            return;
+        }
+        if let Some(call) = self.reinvite_call(key) {
+            if resp.status < 300
+                && let Some(realm) = self.accounts.realm_of(key)
+            {
+                self.accounts.digest.on_accepted(&realm);
+            }
+            self.on_reinvite_response(call, resp, now);
             return;
         }
         let Some((call, is_invite)) = self.call_for_client_key(key) else {
@@ -1187,6 +1264,10 @@ impl UserAgent {
             self.on_register_failure(key, &reason, now);
             return;
         }
+        if let Some(call) = self.reinvite_call(key) {
+            self.on_reinvite_failure(call, reason, now);
+            return;
+        }
         let Some((call, is_invite)) = self.call_for_client_key(key) else {
             return;
         };
@@ -1266,7 +1347,7 @@ fn dtmf_relay_signal(body: &[u8]) -> Option<char> {
 
 /// The address of a dialog's next hop: a literal first Route or remote
 /// target, else where the INVITE went.
-fn next_hop_addr(dialog: &Dialog, fallback: SocketAddr) -> SocketAddr {
+pub(super) fn next_hop_addr(dialog: &Dialog, fallback: SocketAddr) -> SocketAddr {
     dialog
         .next_hop()
         .and_then(|u| {

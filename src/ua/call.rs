@@ -3,6 +3,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use super::hold::{HoldIntent, HoldState, OutgoingReinvite};
 use crate::dialog::Dialog;
 use crate::sdp::Negotiator;
 use crate::sip::Request;
@@ -77,6 +78,14 @@ pub struct Call {
     pub bye_key: Option<TransactionKey>,
     /// When the call was answered, for durations.
     pub answered_at: Option<Instant>,
+    /// Who holds whom (RFC 3264 §8.4), see `hold.rs`.
+    pub hold: HoldState,
+    /// Our latest re-INVITE: pending, or answered and kept to re-send its
+    /// ACK for retransmitted 2xx (RFC 3261 §14.1).
+    pub reinvite: Option<OutgoingReinvite>,
+    /// A re-INVITE refused with 491, to be sent again at this instant
+    /// (RFC 3261 §14.1).
+    pub reinvite_retry: Option<(Instant, HoldIntent)>,
 }
 
 impl Call {
@@ -113,6 +122,9 @@ impl Call {
             bye_after_ack: false,
             bye_key: None,
             answered_at: None,
+            hold: HoldState::default(),
+            reinvite: None,
+            reinvite_retry: None,
         }
     }
 

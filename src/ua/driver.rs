@@ -21,8 +21,9 @@ use tokio::time::{Instant as TokioInstant, MissedTickBehavior};
 
 use super::accounts::RegHandle;
 use super::agent::{EndReason, UaConfig, UaEvent, UaOutput, UserAgent};
-use super::call::CallHandle;
+use super::call::{CallDirection, CallHandle, CallState};
 use super::digest::Credentials;
+use super::hold::HoldState;
 use super::registration::RegistrationConfig;
 use crate::media::audio::{AudioSink, AudioSource};
 use crate::media::codec::CodecKind;
@@ -86,6 +87,23 @@ enum Command {
     },
     Hangup {
         call: CallHandle,
+    },
+    Hold {
+        call: CallHandle,
+        hold: bool,
+        reply: oneshot::Sender<Result<(), DriverError>>,
+    },
+    Mute {
+        call: CallHandle,
+        muted: bool,
+        reply: oneshot::Sender<Result<(), DriverError>>,
+    },
+    Calls {
+        reply: oneshot::Sender<Vec<CallInfo>>,
+    },
+    Stats {
+        call: CallHandle,
+        reply: oneshot::Sender<Option<MediaStats>>,
     },
     /// Finish the current work and end the task.
     Shutdown,
@@ -153,6 +171,27 @@ pub enum PhoneEvent {
         peer: SocketAddr,
         text: String,
     },
+}
+
+/// One call as [`Phone::calls`] lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallInfo {
+    pub call: CallHandle,
+    /// Who started it.
+    pub direction: CallDirection,
+    pub state: CallState,
+    /// The other party (name-addr text).
+    pub peer: String,
+    /// Time since the answer (None before it).
+    pub duration: Option<Duration>,
+    /// The negotiated codec, once media is negotiated.
+    pub codec: Option<CodecKind>,
+    /// Our negotiated media direction (RFC 3264 §6.1).
+    pub media_direction: Option<Direction>,
+    /// Who holds whom (RFC 3264 §8.4).
+    pub hold: HoldState,
+    /// Our captured audio is replaced by silence.
+    pub muted: bool,
 }
 
 /// Errors the shell reports.
@@ -352,6 +391,65 @@ impl Phone {
         rx.await.unwrap_or(false)
     }
 
+    /// Puts `call` on hold: returns once the re-INVITE (`a=sendonly`, or
+    /// `a=inactive` when the peer holds us) is sent; the outcome arrives as
+    /// [`UaEvent::Held`] or [`UaEvent::HoldFailed`]. While held, the call
+    /// neither reads its audio source nor writes its sink (RFC 3264 §8.4).
+    pub async fn hold(&self, call: CallHandle) -> Result<(), DriverError> {
+        self.request(|reply| Command::Hold {
+            call,
+            hold: true,
+            reply,
+        })
+        .await?
+    }
+
+    /// Takes `call` off hold (`a=sendrecv` re-INVITE); the outcome arrives
+    /// as [`UaEvent::Resumed`] or [`UaEvent::HoldFailed`].
+    pub async fn resume(&self, call: CallHandle) -> Result<(), DriverError> {
+        self.request(|reply| Command::Hold {
+            call,
+            hold: false,
+            reply,
+        })
+        .await?
+    }
+
+    /// Mutes (or unmutes) `call`: our captured audio is replaced by
+    /// silence, the RTP stream goes on.
+    pub async fn mute(&self, call: CallHandle, muted: bool) -> Result<(), DriverError> {
+        self.request(|reply| Command::Mute { call, muted, reply })
+            .await?
+    }
+
+    /// Every live call with its state, peer, duration, codec and direction,
+    /// oldest first.
+    pub async fn calls(&self) -> Vec<CallInfo> {
+        self.request(|reply| Command::Calls { reply })
+            .await
+            .unwrap_or_default()
+    }
+
+    /// The media counters of `call` (None without media or call).
+    pub async fn stats(&self, call: CallHandle) -> Option<MediaStats> {
+        self.request(|reply| Command::Stats { call, reply })
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Sends a command carrying a reply channel and waits for the reply.
+    async fn request<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, DriverError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(make(reply))
+            .map_err(|_| DriverError::Stopped)?;
+        rx.await.map_err(|_| DriverError::Stopped)
+    }
+
     /// Stops the phone task once everything queued so far has been sent
     /// (calls should have ended first).
     pub async fn shutdown(self) {
@@ -404,6 +502,8 @@ struct CallMedia {
     last_rtp: Option<std::time::Instant>,
     /// Hung up by us: no more audio in or out while the BYE completes.
     stopped: bool,
+    /// Send silence instead of the captured audio.
+    muted: bool,
 }
 
 impl Drop for CallMedia {
@@ -554,6 +654,35 @@ impl Driver {
                 }
             }
             Command::Hangup { call } => self.hangup(call, now),
+            Command::Hold { call, hold, reply } => {
+                let r = if hold {
+                    self.ua.hold(call, now)
+                } else {
+                    self.ua.resume(call, now)
+                };
+                let _ = reply.send(r.map_err(DriverError::from));
+            }
+            Command::Mute { call, muted, reply } => {
+                let r = match self.calls.get_mut(&call) {
+                    Some(m) => {
+                        m.muted = muted;
+                        Ok(())
+                    }
+                    None => Err(super::agent::UaError::NoSuchCall { call }.into()),
+                };
+                let _ = reply.send(r);
+            }
+            Command::Calls { reply } => {
+                let _ = reply.send(self.call_infos(now));
+            }
+            Command::Stats { call, reply } => {
+                let stats = self
+                    .calls
+                    .get(&call)
+                    .and_then(|m| m.session.as_ref())
+                    .map(|s| s.stats());
+                let _ = reply.send(stats);
+            }
             Command::Shutdown => {}
             Command::Trace(on) => self.trace = on,
             Command::InfoDtmf {
@@ -568,6 +697,28 @@ impl Driver {
                 let _ = reply.send(self.ua.refresh_registration(reg, now));
             }
         }
+    }
+
+    fn call_infos(&self, now: std::time::Instant) -> Vec<CallInfo> {
+        self.ua
+            .call_handles()
+            .into_iter()
+            .filter_map(|call| {
+                let m = self.calls.get(&call);
+                let config = m.and_then(|m| m.session.as_ref()).map(|s| s.config());
+                Some(CallInfo {
+                    call,
+                    direction: self.ua.call_direction(call)?,
+                    state: self.ua.call_state(call)?,
+                    peer: self.ua.call_peer(call)?,
+                    duration: self.ua.call_duration(call, now),
+                    codec: config.map(|c| c.codec),
+                    media_direction: config.map(|c| Direction::from_flags(c.send, c.recv)),
+                    hold: self.ua.hold_state(call)?,
+                    muted: m.is_some_and(|m| m.muted),
+                })
+            })
+            .collect()
     }
 
     async fn dial(
@@ -679,6 +830,7 @@ impl Driver {
             sink_failed: false,
             last_rtp: None,
             stopped: false,
+            muted: false,
         }
     }
 
@@ -703,7 +855,13 @@ impl Driver {
         let dead: Vec<(CallHandle, Duration)> = self
             .calls
             .iter()
-            .filter(|(_, m)| !m.stopped && m.session.as_ref().is_some_and(|s| s.config().recv))
+            .filter(|(_, m)| {
+                // On hold either way the peer may rightly send nothing.
+                !m.stopped
+                    && m.session
+                        .as_ref()
+                        .is_some_and(|s| s.config().recv && s.config().send)
+            })
             .filter_map(|(c, m)| {
                 let silent = now.saturating_duration_since(m.last_rtp?);
                 (silent > limit).then_some((*c, silent))
@@ -733,7 +891,17 @@ impl Driver {
             };
             let n = session.config().frame_samples();
             m.frame.resize(n, 0);
-            m.io.source.read_frame(&mut m.frame);
+            // RFC 3264 §8.4: a call on hold (either way) neither takes our
+            // audio nor plays to our device; another call may use them.
+            let (send, recv) = (session.config().send, session.config().recv);
+            if send {
+                m.io.source.read_frame(&mut m.frame);
+                if m.muted {
+                    m.frame.fill(0);
+                }
+            } else {
+                m.frame.fill(0);
+            }
             session.push_capture(&m.frame);
             if m.io.source.is_finished() && !m.source_finished {
                 m.source_finished = true;
@@ -741,6 +909,9 @@ impl Driver {
             }
             m.playback.clear();
             session.pull_playback_into(now, &mut m.playback);
+            if !recv {
+                continue;
+            }
             if let Err(e) = m.io.sink.write_frame(&m.playback)
                 && !m.sink_failed
             {
@@ -813,6 +984,7 @@ impl Driver {
     /// Starts or updates the call's media session for newly negotiated
     /// media (RFC 3264 §5, §8).
     fn apply_media(&mut self, call: CallHandle, media: &NegotiatedMedia) {
+        let held_by_us = self.ua.hold_state(call).is_some_and(|h| h.local);
         let Some(m) = self.calls.get_mut(&call) else {
             return;
         };
@@ -823,12 +995,21 @@ impl Driver {
             ptime_ms: media.ptime_ms,
             telephone_event_pt: media.telephone_event,
             remote: media.remote_rtp,
-            send: media.direction.sends() && media.remote_rtp.is_some(),
+            // While we hold the call (sendonly), we may send but do not:
+            // the held party hears nothing from our device.
+            send: media.direction.sends() && media.remote_rtp.is_some() && !held_by_us,
             recv: media.direction.recvs(),
         };
         let _ = m.local_ip;
         match m.session.as_mut() {
-            Some(s) => s.update(config),
+            Some(s) => {
+                // The RTP timeout counts again from a direction change
+                // (e.g. resume after hold).
+                if (s.config().send, s.config().recv) != (config.send, config.recv) {
+                    m.last_rtp = m.last_rtp.map(|_| std::time::Instant::now());
+                }
+                s.update(config)
+            }
             None => {
                 m.session = Some(MediaSession::new(
                     config,
