@@ -35,6 +35,7 @@ use super::repl::command::{self, CallId, Command, DevicesAction, RegAction, Whic
 use super::repl::history;
 use super::repl::state::{CallEntry, Calls, Direction, Phase, clock, short_peer};
 use super::repl::target;
+use super::repl::waits::EventLog;
 use super::repl::term::{self, Input, Printer, SharedWords, Terminal, Words};
 use super::{Signals, phone_config_for, rtp_timeout};
 use crate::media::audio::AudioFormat;
@@ -139,8 +140,7 @@ pub async fn run(args: PhoneArgs, emit: Emitter) -> Exit {
         history_path: data_dir.map(|d| d.join("history.json")),
         words,
         answered_count: 0,
-        log: Vec::new(),
-        cursor: 0,
+        log: EventLog::default(),
         script: !interactive,
         quit: false,
         exit: Exit::Ok,
@@ -391,6 +391,8 @@ impl Fail {
 struct Wait {
     /// `wait-for`'s event (None: a plain `wait`).
     event: Option<String>,
+    /// The event log's position when it began.
+    start: usize,
     deadline: Instant,
     timeout: Duration,
 }
@@ -469,10 +471,8 @@ struct App {
     history_path: Option<PathBuf>,
     words: SharedWords,
     answered_count: u32,
-    /// Every event name so far, with how a call ended (for `wait-for`).
-    log: Vec<(String, Option<EndReason>)>,
-    /// `wait-for` looks at the log from here on.
-    cursor: usize,
+    /// The events so far, for `wait-for`.
+    log: EventLog,
     /// Commands come from -e or a pipe: a failure ends the run.
     script: bool,
     quit: bool,
@@ -500,32 +500,26 @@ impl App {
     /// Prints an event and remembers it for `wait-for`.
     fn event(&mut self, name: &str, fields: Value, human: &str) {
         self.out.event(name, fields, human);
-        self.log.push((name.to_string(), None));
+        self.log.push(name, None);
     }
 
     /// Whether the wait is over: Some(Ok) when its event came (or a plain
     /// wait), Some(Err) when a call ended first.
     fn check_wait(&mut self, w: &Wait) -> Option<Result<(), Fail>> {
         let event = w.event.as_ref()?;
-        for i in self.cursor..self.log.len() {
-            let (name, ended) = &self.log[i];
-            if name == event {
-                self.cursor = i + 1;
-                return Some(Ok(()));
-            }
-            if let Some(reason) = ended {
-                self.cursor = i + 1;
-                let exit = match Exit::for_end(reason, false, false) {
+        match self.log.check(event, w.start)? {
+            Ok(()) => Some(Ok(())),
+            Err(reason) => {
+                let exit = match Exit::for_end(&reason, false, false) {
                     Exit::Ok => Exit::Failed,
                     e => e,
                 };
-                return Some(Err(Fail::new(
+                Some(Err(Fail::new(
                     exit,
-                    format!("wait-for {event}: the call ended ({})", describe_end(reason)),
-                )));
+                    format!("wait-for {event}: the call ended ({})", describe_end(&reason)),
+                )))
             }
         }
-        None
     }
 
     // ----- events -----------------------------------------------------
@@ -620,7 +614,7 @@ impl App {
                            "codec": codec.map(|c| c.encoding_name()), "media": stats}),
                     &human,
                 );
-                self.log.push(("ended".into(), Some(reason.clone())));
+                self.log.push("ended", Some(reason.clone()));
                 self.record_history(&c, duration, &reason);
             }
             PhoneEvent::Dtmf { call, digit } | PhoneEvent::Ua(UaEvent::Dtmf { call, digit }) => {
@@ -663,10 +657,65 @@ impl App {
                 status,
                 detail,
             }) => tracing::info!("refused a {method} with {status}: {detail}"),
+            PhoneEvent::Ua(UaEvent::Held { call }) => {
+                self.hold_event(line, call, "held", |c| c.held = true, "on hold")
+            }
+            PhoneEvent::Ua(UaEvent::Resumed { call }) => {
+                self.hold_event(line, call, "resumed", |c| c.held = false, "resumed")
+            }
+            PhoneEvent::Ua(UaEvent::RemoteHold { call }) => self.hold_event(
+                line,
+                call,
+                "remote_hold",
+                |c| c.remote_held = true,
+                "the peer put the call on hold",
+            ),
+            PhoneEvent::Ua(UaEvent::RemoteResume { call }) => self.hold_event(
+                line,
+                call,
+                "remote_resume",
+                |c| c.remote_held = false,
+                "the peer took the call off hold",
+            ),
+            PhoneEvent::Ua(UaEvent::HoldFailed {
+                call,
+                intent,
+                status,
+                reason,
+            }) => {
+                let id = self.calls.by_handle(line, call).unwrap_or(0);
+                let what = match intent {
+                    crate::ua::hold::HoldIntent::Hold => "hold",
+                    crate::ua::hold::HoldIntent::Resume => "resume",
+                };
+                let status_text = status.map(|s| format!("{s} ")).unwrap_or_default();
+                self.event(
+                    "hold_failed",
+                    json!({"call": id, "intent": what, "status": status, "reason": reason}),
+                    &format!("#{id} {what} failed: {status_text}{reason}"),
+                );
+            }
             PhoneEvent::SourceFinished { .. } => {}
             #[allow(unreachable_patterns)]
             _ => {}
         }
+    }
+
+    fn hold_event(
+        &mut self,
+        line: usize,
+        call: CallHandle,
+        name: &str,
+        update: impl FnOnce(&mut CallEntry),
+        human: &str,
+    ) {
+        let Some(id) = self.calls.by_handle(line, call) else {
+            return;
+        };
+        if let Some(c) = self.calls.get_mut(id) {
+            update(c);
+        }
+        self.event(name, json!({"call": id}), &format!("#{id} {human}"));
     }
 
     fn on_incoming(&mut self, line: usize, call: CallHandle, from: &str, to: &str, now: Instant) {
@@ -751,6 +800,7 @@ impl App {
             Command::Wait(d) => {
                 return Ok(Some(Wait {
                     event: None,
+                    start: self.log.mark(),
                     deadline: now + d,
                     timeout: d,
                 }));
@@ -758,6 +808,7 @@ impl App {
             Command::WaitFor { event, timeout } => {
                 return Ok(Some(Wait {
                     event: Some(event),
+                    start: self.log.mark(),
                     deadline: now + timeout,
                     timeout,
                 }));
@@ -838,6 +889,7 @@ impl App {
     async fn call(&mut self, input: &str) -> Result<(), Fail> {
         let uri = self.resolve(input)?;
         let io = self.open_io(false)?;
+        self.hold_others(0).await;
         let line = &self.lines[0];
         let next_hop = line.account.as_ref().map(account::next_hop);
         let handle = line
@@ -866,6 +918,7 @@ impl App {
 
     async fn answer(&mut self, call: Option<CallId>) -> Result<(), Fail> {
         let c = self.calls.pick_incoming(call).map_err(failed)?.clone();
+        self.hold_others(c.id).await;
         let io = match self.open_io(true) {
             Ok(io) => io,
             Err(f) => {
@@ -897,27 +950,79 @@ impl App {
         Ok(())
     }
 
-    /// hold, resume and switch need re-INVITEs, which this build's user
-    /// agent does not send.
+    /// hold, resume and switch (RFC 3264 §8.4 re-INVITEs). The outcome
+    /// arrives later as an event (held, resumed or hold_failed).
     async fn hold_command(&mut self, cmd: Command) -> Result<(), Fail> {
         match cmd {
+            Command::Hold { call } => {
+                let c = self.calls.pick(call).map_err(failed)?.clone();
+                self.hold_call(&c, true).await
+            }
+            Command::Resume { call } => {
+                let c = self.calls.pick(call).map_err(failed)?.clone();
+                self.hold_others(c.id).await;
+                self.hold_call(&c, false).await?;
+                let _ = self.calls.set_current(c.id);
+                Ok(())
+            }
             Command::Switch { call } => {
+                let c = self.calls.pick(Some(call)).map_err(failed)?.clone();
                 self.calls.set_current(call).map_err(failed)?;
+                if c.phase == Phase::Active {
+                    self.hold_others(call).await;
+                    if c.held {
+                        self.hold_call(&c, false).await?;
+                    }
+                }
                 self.out.line(&format!("#{call} is the current call"));
                 Ok(())
             }
-            _ => Err(Fail::new(
-                Exit::Failed,
-                "hold and resume are not supported by this build",
-            )),
+            _ => Ok(()),
         }
     }
 
-    async fn mute(&mut self, _on: bool) -> Result<(), Fail> {
-        Err(Fail::new(
-            Exit::Failed,
-            "mute is not supported by this build",
-        ))
+    /// Sends the hold (or resume) re-INVITE of one answered call.
+    async fn hold_call(&mut self, c: &CallEntry, hold: bool) -> Result<(), Fail> {
+        if c.phase != Phase::Active {
+            return Err(Fail::new(
+                Exit::Failed,
+                format!("#{} is not answered yet", c.id),
+            ));
+        }
+        let phone = &self.lines[c.line].phone;
+        let r = if hold {
+            phone.hold(c.handle).await
+        } else {
+            phone.resume(c.handle).await
+        };
+        r.map_err(|e| Fail::new(Exit::Failed, format!("#{}: {e}", c.id)))
+    }
+
+    /// Puts every other answered call we talk in on hold (call waiting:
+    /// one call at a time has our audio).
+    async fn hold_others(&mut self, id: CallId) {
+        for other in self.calls.others_talking(id) {
+            if let Some(c) = self.calls.get(other).cloned()
+                && let Err(f) = self.hold_call(&c, true).await
+            {
+                self.out.error(&f.msg);
+            }
+        }
+    }
+
+    async fn mute(&mut self, on: bool) -> Result<(), Fail> {
+        let c = self.calls.pick(None).map_err(failed)?.clone();
+        self.lines[c.line]
+            .phone
+            .mute(c.handle, on)
+            .await
+            .map_err(|e| Fail::new(Exit::Failed, format!("#{}: {e}", c.id)))?;
+        if let Some(e) = self.calls.get_mut(c.id) {
+            e.muted = on;
+        }
+        let name = if on { "muted" } else { "unmuted" };
+        self.event(name, json!({"call": c.id}), &format!("#{} {name}", c.id));
+        Ok(())
     }
 
     async fn transfer(&mut self, input: &str) -> Result<(), Fail> {
@@ -1152,17 +1257,33 @@ impl App {
     async fn stats(&mut self, call: Option<CallId>) -> Result<(), Fail> {
         let c = self.calls.pick(call).map_err(failed)?.clone();
         let now = Instant::now();
+        let stats = self.lines[c.line].phone.stats(c.handle).await;
+        let mut human = format!(
+            "#{} {} {} {}",
+            c.id,
+            c.state_word(),
+            c.codec.as_deref().unwrap_or("-"),
+            clock(c.duration(now))
+        );
+        match &stats {
+            Some(s) => human.push_str(&format!(
+                "\n  sent {} packets, received {}, lost {}, late {}, duplicates {}, \
+                 jitter {:.1} ms, concealed {} frames",
+                s.packets_sent,
+                s.packets_received,
+                s.packets_lost,
+                s.late,
+                s.duplicates,
+                s.jitter_ms,
+                s.concealed_frames
+            )),
+            None => human.push_str("\n  no media yet"),
+        }
         self.out.event(
             "stats",
             json!({"call": c.id, "state": c.state_word(), "codec": c.codec,
-                   "duration_s": c.duration(now).as_secs_f64()}),
-            &format!(
-                "#{} {} {} {} (packet counters are printed when the call ends)",
-                c.id,
-                c.state_word(),
-                c.codec.as_deref().unwrap_or("-"),
-                clock(c.duration(now))
-            ),
+                   "duration_s": c.duration(now).as_secs_f64(), "media": stats}),
+            &human,
         );
         Ok(())
     }

@@ -165,7 +165,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         usage: "wait-for <event> [secs]",
         summary: "pause until an event (default timeout 30 s)",
         detail: "Events: incoming, ringing, progress, answered, media, ended, dtmf, held, \
-                 resumed, remote_hold, remote_resume, transfer, registered, unregistered, \
+                 resumed, remote_hold, remote_resume, hold_failed, muted, unmuted, transfer, registered, unregistered, \
                  registration_failed. An event seen since the previous wait-for counts. \
                  A call that ends while waiting for anything else fails the wait; so does \
                  the timeout (exit status 10 in scripts).",
@@ -199,6 +199,9 @@ pub const EVENTS: &[&str] = &[
     "resumed",
     "remote_hold",
     "remote_resume",
+    "hold_failed",
+    "muted",
+    "unmuted",
     "transfer",
     "registered",
     "unregistered",
