@@ -391,8 +391,6 @@ impl Fail {
 struct Wait {
     /// `wait-for`'s event (None: a plain `wait`).
     event: Option<String>,
-    /// The event log's position when it began.
-    start: usize,
     deadline: Instant,
     timeout: Duration,
 }
@@ -507,7 +505,7 @@ impl App {
     /// wait), Some(Err) when a call ended first.
     fn check_wait(&mut self, w: &Wait) -> Option<Result<(), Fail>> {
         let event = w.event.as_ref()?;
-        match self.log.check(event, w.start)? {
+        match self.log.check(event)? {
             Ok(()) => Some(Ok(())),
             Err(reason) => {
                 let exit = match Exit::for_end(&reason, false, false) {
@@ -795,12 +793,17 @@ impl App {
     async fn run_line(&mut self, text: &str) -> Result<Option<Wait>, Fail> {
         let cmd = command::parse(text).map_err(|e| Fail::new(Exit::Usage, e.to_string()))?;
         let now = Instant::now();
+        if !matches!(
+            cmd,
+            Command::Nothing | Command::Wait(_) | Command::WaitFor { .. }
+        ) {
+            self.log.command();
+        }
         match cmd {
             Command::Nothing => {}
             Command::Wait(d) => {
                 return Ok(Some(Wait {
                     event: None,
-                    start: self.log.mark(),
                     deadline: now + d,
                     timeout: d,
                 }));
@@ -808,7 +811,6 @@ impl App {
             Command::WaitFor { event, timeout } => {
                 return Ok(Some(Wait {
                     event: Some(event),
-                    start: self.log.mark(),
                     deadline: now + timeout,
                     timeout,
                 }));

@@ -85,7 +85,8 @@ pub const COMMANDS: &[CommandSpec] = &[
         usage: "dtmf <digits>",
         summary: "send DTMF digits 0-9 * # A-D",
         detail: "Sent as RFC 4733 telephone-events when the call negotiated them, otherwise \
-                 as SIP INFO requests (application/dtmf-relay).",
+                 as SIP INFO requests (application/dtmf-relay). RFC 4733 digits take about \
+                 0.2 s each to send; holding the call meanwhile cuts them off.",
     },
     CommandSpec {
         name: "transfer",
@@ -166,7 +167,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         summary: "pause until an event (default timeout 30 s)",
         detail: "Events: incoming, ringing, progress, answered, media, ended, dtmf, held, \
                  resumed, remote_hold, remote_resume, hold_failed, muted, unmuted, transfer, registered, unregistered, \
-                 registration_failed. An event seen since the previous wait-for counts. \
+                 registration_failed. Any event since the last other command counts, once. \
                  A call that ends while waiting for anything else fails the wait; so does \
                  the timeout (exit status 10 in scripts).",
     },

@@ -1,0 +1,260 @@
+//! The phone driven by scripts: `-e` commands and piped stdin, against
+//! `sipline answer` and `sipline call` peers on loopback, with `--json`
+//! events and exit statuses.
+
+#[path = "support/proc.rs"]
+mod proc;
+
+use std::time::Duration;
+
+use proc::Sipline;
+use serde_json::Value;
+
+const SECS: Duration = Duration::from_secs(30);
+
+/// Environment without the caller's config and with a fresh data
+/// directory (call history).
+fn env(data: &tempfile::TempDir) -> Vec<(String, String)> {
+    vec![(
+        "XDG_DATA_HOME".to_string(),
+        data.path().to_string_lossy().into_owned(),
+    )]
+}
+
+fn names(events: &[Value]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| e["event"].as_str().map(str::to_string))
+        .collect()
+}
+
+fn of<'a>(events: &'a [Value], name: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["event"] == name).collect()
+}
+
+/// Checks `wanted` occur in this order (others may come between).
+fn assert_in_order(events: &[Value], wanted: &[&str]) {
+    let names = names(events);
+    let mut at = 0;
+    for w in wanted {
+        match names[at..].iter().position(|n| n == w) {
+            Some(i) => at += i + 1,
+            None => panic!("no {w:?} after position {at} in {names:?}"),
+        }
+    }
+}
+
+/// The media directions the peer reported, in order.
+fn directions(events: &[Value]) -> Vec<String> {
+    of(events, "media")
+        .iter()
+        .map(|e| e["direction"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+fn phone_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec!["--bind", "127.0.0.1", "--local-port", "0", "--null-audio"];
+    v.extend_from_slice(extra);
+    v
+}
+
+#[test]
+fn e_script_calls_sends_dtmf_holds_resumes_and_hangs_up_with_exit_0() {
+    let data = tempfile::tempdir().unwrap();
+    let (mut peer, port) = Sipline::answer(&["--null-audio"]);
+    let target = format!("call sip:bob@127.0.0.1:{port}");
+    let mut args = phone_args(&[]);
+    let script = [
+        target.as_str(),
+        "wait-for answered",
+        "dtmf 1#",
+        "wait 1",
+        "hold",
+        "wait-for held",
+        "resume",
+        "wait-for resumed",
+        "calls",
+        "hangup",
+        "wait-for ended",
+        "history",
+    ];
+    for c in &script {
+        args.push("-e");
+        args.push(c);
+    }
+    let mut phone = Sipline::spawn("phone", &args, &env(&data));
+    let (code, events) = phone.wait_exit(SECS);
+    assert_eq!(code, 0, "events {events:?}\n{}", phone.stderr());
+    assert_in_order(
+        &events,
+        &[
+            "listening",
+            "calling",
+            "ringing",
+            "answered",
+            "dtmf_sent",
+            "held",
+            "resumed",
+            "calls",
+            "ended",
+            "history",
+        ],
+    );
+    let sent = of(&events, "dtmf_sent")[0];
+    assert_eq!(sent["digits"], "1#");
+    assert_eq!(sent["method"], "rfc4733", "telephone-event was negotiated");
+    let calls = &of(&events, "calls")[0]["calls"];
+    assert_eq!(calls.as_array().map(Vec::len), Some(1));
+    assert_eq!(calls[0]["state"], "active");
+    assert_eq!(calls[0]["peer"], format!("sip:bob@127.0.0.1:{port}"));
+    assert_eq!(of(&events, "ended")[0]["reason"]["kind"], "local_hangup");
+    let history = &of(&events, "history")[0]["calls"];
+    assert_eq!(history[0]["direction"], "outgoing");
+    assert_eq!(history[0]["result"], "we hung up");
+    assert!(data.path().join("sipline/history.json").exists());
+
+    // The peer received the digits and saw the re-INVITEs: our hold
+    // (sendonly) answered recvonly, then sendrecv again (RFC 3264 §8.4).
+    peer.wait_event("ended", SECS);
+    peer.signal("TERM");
+    let (_, peer_events) = peer.wait_exit(SECS);
+    let digits: Vec<&str> = of(&peer_events, "dtmf")
+        .iter()
+        .filter_map(|e| e["digit"].as_str())
+        .collect();
+    assert_eq!(digits, ["1", "#"]);
+    assert_eq!(directions(&peer_events), ["sendrecv", "recvonly", "sendrecv"]);
+}
+
+#[test]
+fn piped_stdin_runs_commands_line_by_line_and_quits_at_the_end() {
+    let data = tempfile::tempdir().unwrap();
+    let (mut peer, port) = Sipline::answer(&["--null-audio"]);
+    let script = format!(
+        "# a comment, then an empty line\n\n\
+         c sip:bob@127.0.0.1:{port}\n\
+         wf answered\n\
+         d 5\n\
+         w 0.3\n\
+         h\n\
+         wait-for ended\n"
+    );
+    let mut phone =
+        Sipline::spawn_with_stdin("phone", &phone_args(&[]), &env(&data), Some(&script));
+    let (code, events) = phone.wait_exit(SECS);
+    assert_eq!(code, 0, "events {events:?}\n{}", phone.stderr());
+    assert_in_order(&events, &["calling", "answered", "dtmf_sent", "ended"]);
+    assert!(of(&events, "error").is_empty(), "{events:?}");
+    peer.wait_event("ended", SECS);
+    peer.signal("TERM");
+    let (_, peer_events) = peer.wait_exit(SECS);
+    assert_eq!(of(&peer_events, "dtmf")[0]["digit"], "5");
+}
+
+#[test]
+fn script_failures_stop_the_script_with_the_documented_exit_codes() {
+    let data = tempfile::tempdir().unwrap();
+    // An unknown command: usage error (2); the commands after it never run.
+    let mut p = Sipline::spawn(
+        "phone",
+        &phone_args(&["-e", "dial 1001", "-e", "help"]),
+        &env(&data),
+    );
+    let (code, events) = p.wait_exit(SECS);
+    assert_eq!(code, 2, "{events:?}");
+    assert!(of(&events, "help").is_empty());
+    assert!(
+        of(&events, "error")[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown command")
+    );
+
+    // wait-for that times out: 10.
+    let mut p = Sipline::spawn(
+        "phone",
+        &phone_args(&["-e", "wait-for incoming 0.3"]),
+        &env(&data),
+    );
+    assert_eq!(p.wait_exit(SECS).0, 10);
+
+    // A number without an account domain: usage error.
+    let mut p = Sipline::spawn("phone", &phone_args(&["-e", "call 1001"]), &env(&data));
+    assert_eq!(p.wait_exit(SECS).0, 2);
+
+    // The callee is busy while we wait for the answer: 3, as for `call`.
+    let (_peer, port) = Sipline::answer(&["--null-audio", "--reject", "486"]);
+    let call = format!("call sip:bob@127.0.0.1:{port}");
+    let mut p = Sipline::spawn(
+        "phone",
+        &phone_args(&["-e", &call, "-e", "wait-for answered"]),
+        &env(&data),
+    );
+    let (code, events) = p.wait_exit(SECS);
+    assert_eq!(code, 3, "{events:?}");
+    assert_eq!(of(&events, "ended")[0]["reason"]["status"], 486);
+}
+
+#[test]
+fn call_waiting_answering_a_second_call_holds_the_first_and_switch_goes_back() {
+    let data = tempfile::tempdir().unwrap();
+    let script = [
+        "wait-for incoming 20",
+        "answer 1",
+        "wait-for answered",
+        "wait-for incoming 20",
+        "answer 2",
+        "wait-for answered",
+        "wait-for held",
+        "calls",
+        "switch 1",
+        "wait-for held",
+        "wait-for resumed",
+        "hangup all",
+        "wait-for ended",
+        "wait-for ended",
+        "history 5",
+    ];
+    let mut args = phone_args(&[]);
+    for c in &script {
+        args.push("-e");
+        args.push(c);
+    }
+    let mut phone = Sipline::spawn("phone", &args, &env(&data));
+    let port = phone.wait_event("listening", SECS)["port"].as_u64().unwrap();
+    let target = format!("sip:phone@127.0.0.1:{port}");
+    let caller = |name: &str| {
+        Sipline::spawn(
+            name,
+            &["call", &target, "--null-audio", "--bind", "127.0.0.1"],
+            &[],
+        )
+    };
+    let mut first = caller("first");
+    first.wait_event("answered", SECS);
+    let mut second = caller("second");
+    second.wait_event("answered", SECS);
+
+    let (code, events) = phone.wait_exit(SECS);
+    assert_eq!(code, 0, "events {events:?}\n{}", phone.stderr());
+    let calls = &of(&events, "calls")[0]["calls"];
+    assert_eq!(calls[0]["call"], 1);
+    assert_eq!(calls[0]["state"], "on hold");
+    assert_eq!(calls[1]["call"], 2);
+    assert_eq!(calls[1]["state"], "active");
+    assert_eq!(calls[1]["current"], true);
+    let held: Vec<&Value> = of(&events, "held").iter().map(|e| &e["call"]).collect();
+    assert_eq!(held, [1, 2], "answering 2 holds 1; switch 1 holds 2");
+    assert_eq!(of(&events, "resumed")[0]["call"], 1);
+    assert_eq!(of(&events, "ended").len(), 2);
+    let history = of(&events, "history")[0]["calls"].as_array().unwrap().clone();
+    assert_eq!(history.len(), 2);
+    assert!(history.iter().all(|h| h["direction"] == "incoming"));
+
+    // Each caller saw its hold as a re-INVITE it answered recvonly.
+    let (c1, e1) = first.wait_exit(SECS);
+    let (c2, e2) = second.wait_exit(SECS);
+    assert_eq!((c1, c2), (0, 0));
+    assert_eq!(directions(&e1), ["sendrecv", "recvonly", "sendrecv"]);
+    assert_eq!(directions(&e2), ["sendrecv", "recvonly"]);
+}
