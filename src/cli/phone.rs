@@ -36,7 +36,7 @@ use super::repl::history;
 use super::repl::state::{CallEntry, Calls, Direction, Phase, clock, short_peer};
 use super::repl::target;
 use super::repl::waits::EventLog;
-use super::repl::term::{self, Input, Printer, SharedWords, Terminal, Words};
+use super::repl::term::{self, Input, LivePrompt, Printer, SharedWords, Terminal, Words};
 use super::{Signals, phone_config_for, rtp_timeout};
 use crate::media::audio::AudioFormat;
 use crate::media::session::DtmfError;
@@ -106,9 +106,10 @@ pub async fn run(args: PhoneArgs, emit: Emitter) -> Exit {
         devices: Vec::new(),
     }));
     let data_dir = history::data_dir();
+    let live: LivePrompt = Arc::new(Mutex::new(String::new()));
     let (terminal, mut input, printer) = if interactive {
         let prompt_history = data_dir.as_ref().map(|d| d.join("prompt_history"));
-        match Terminal::start(words.clone(), prompt_history) {
+        match Terminal::start(words.clone(), live.clone(), prompt_history) {
             Ok((mut t, p)) => {
                 let (_, placeholder) = mpsc::unbounded_channel();
                 let rx = std::mem::replace(&mut t.input, placeholder);
@@ -142,6 +143,7 @@ pub async fn run(args: PhoneArgs, emit: Emitter) -> Exit {
         answered_count: 0,
         log: EventLog::default(),
         script: !interactive,
+        live,
         quit: false,
         exit: Exit::Ok,
     };
@@ -166,6 +168,7 @@ pub async fn run(args: PhoneArgs, emit: Emitter) -> Exit {
     let mut signals = Signals::new();
     let mut waiting: Option<Wait> = None;
     let far = Instant::now() + Duration::from_secs(86_400 * 365);
+    app.update_live_prompt();
     if let Some(t) = &terminal {
         t.prompt(app.prompt());
     }
@@ -227,6 +230,7 @@ pub async fn run(args: PhoneArgs, emit: Emitter) -> Exit {
                 app.quit = true;
             }
         }
+        app.update_live_prompt();
         if prompt_again
             && !app.quit
             && waiting.is_none()
@@ -473,6 +477,8 @@ struct App {
     log: EventLog,
     /// Commands come from -e or a pipe: a failure ends the run.
     script: bool,
+    /// The prompt for the current state (redrawn by the editor).
+    live: LivePrompt,
     quit: bool,
     exit: Exit,
 }
@@ -487,6 +493,15 @@ impl App {
         self.calls.prompt(&idle, Instant::now())
     }
 
+    /// Refreshes the prompt the editor redraws (before an event is
+    /// printed, so that the redraw after it shows the new state).
+    fn update_live_prompt(&mut self) {
+        let p = self.prompt();
+        if let Ok(mut live) = self.live.lock() {
+            *live = p;
+        }
+    }
+
     fn fail(&mut self, f: Fail) {
         self.out.error(&f.msg);
         if self.script {
@@ -497,6 +512,7 @@ impl App {
 
     /// Prints an event and remembers it for `wait-for`.
     fn event(&mut self, name: &str, fields: Value, human: &str) {
+        self.update_live_prompt();
         self.out.event(name, fields, human);
         self.log.push(name, None);
     }
@@ -606,6 +622,7 @@ impl App {
                 if let Some(d) = duration {
                     human.push_str(&format!(" after {}", clock(Duration::from_secs_f64(d))));
                 }
+                self.update_live_prompt();
                 self.out.event(
                     "ended",
                     json!({"call": id, "reason": reason, "duration_s": duration,

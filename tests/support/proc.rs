@@ -135,6 +135,14 @@ impl Sipline {
         }
     }
 
+    /// Every event printed so far (without waiting).
+    pub fn seen_events(&mut self) -> &[Value] {
+        while let Ok(v) = self.events.try_recv() {
+            self.seen.push(v);
+        }
+        &self.seen
+    }
+
     /// Waits for the process to exit; returns its exit code and every event
     /// it printed.
     pub fn wait_exit(&mut self, timeout: Duration) -> (i32, Vec<Value>) {

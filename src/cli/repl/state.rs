@@ -62,7 +62,7 @@ impl CallEntry {
     pub fn state_word(&self) -> &'static str {
         match (self.phase, self.held, self.remote_held) {
             (Phase::Active, true, _) => "on hold",
-            (Phase::Active, false, true) => "held by peer",
+            (Phase::Active, false, true) => "peer hold",
             (Phase::Active, false, false) => "active",
             (Phase::Calling, ..) => "calling",
             (Phase::Ringing, ..) => "ringing",
@@ -221,17 +221,22 @@ impl Calls {
             .collect()
     }
 
-    /// The prompt: the current call and its duration, else `idle` (the
-    /// account and its registration state).
+    /// The prompt: the current call, its state and duration, else
+    /// `idle` (the account and its registration state). The state word
+    /// is padded so that the prompt keeps its width while the call goes
+    /// from calling to active to on hold (the terminal redraws the
+    /// prompt in place, see `term`).
     pub fn prompt(&self, idle: &str, now: Instant) -> String {
         let Some(c) = self.current.and_then(|id| self.get(id)) else {
             return format!("[{idle}]> ");
         };
-        let mut s = format!("[#{} {} {}", c.id, short_peer(&c.peer), c.state_word());
-        if c.phase == Phase::Active {
-            s.push(' ');
-            s.push_str(&clock(c.duration(now)));
-        }
+        let mut s = format!(
+            "[#{} {} {:9} {}",
+            c.id,
+            short_peer(&c.peer),
+            c.state_word(),
+            clock(c.duration(now))
+        );
         if c.muted {
             s.push_str(" muted");
         }
@@ -329,18 +334,24 @@ mod tests {
             "[alice@example.com registered]> "
         );
         let a = calls.add(0, 1, Direction::Outgoing, "sip:bob@example.com;transport=udp", t0);
-        assert_eq!(calls.prompt("x", t0), "[#1 bob@example.com calling]> ");
+        assert_eq!(
+            calls.prompt("x", t0 + Duration::from_secs(1)),
+            "[#1 bob@example.com calling   00:01]> "
+        );
         let e = calls.get_mut(a).unwrap();
         e.phase = Phase::Active;
         e.answered = Some(t0 + Duration::from_secs(2));
         let now = t0 + Duration::from_secs(2 + 83);
-        assert_eq!(calls.prompt("x", now), "[#1 bob@example.com active 01:23]> ");
+        assert_eq!(
+            calls.prompt("x", now),
+            "[#1 bob@example.com active    01:23]> "
+        );
         calls.get_mut(a).unwrap().held = true;
         calls.get_mut(a).unwrap().muted = true;
         calls.add(0, 2, Direction::Incoming, "sip:carol@example.com", t0);
         assert_eq!(
             calls.prompt("x", now),
-            "[#1 bob@example.com on hold 01:23 muted +1]> "
+            "[#1 bob@example.com on hold   01:23 muted +1]> "
         );
     }
 

@@ -48,6 +48,24 @@ pub type SharedWords = Arc<Mutex<Words>>;
 /// contacts, the device names and each command's fixed words.
 pub struct PhoneHelper {
     words: SharedWords,
+    live: LivePrompt,
+}
+
+/// The prompt for the phone's current state, updated as events arrive.
+pub type LivePrompt = Arc<Mutex<String>>;
+
+/// What to draw instead of the prompt `shown` that the line was started
+/// with: the live prompt when it fits in the same width (padded with
+/// spaces), else `shown` itself (the cursor position depends on the
+/// width, which is fixed while a line is edited).
+pub fn redrawn_prompt(shown: &str, live: &str) -> Option<String> {
+    if !shown.starts_with('[') {
+        return None; // a question such as "quit sipline? (y/N)"
+    }
+    let width = shown.chars().count();
+    let live = live.trim_end();
+    let n = live.chars().count();
+    (n > 0 && n < width).then(|| format!("{live}{}", " ".repeat(width - n)))
 }
 
 /// The start of the word being completed and the candidates for it.
@@ -137,12 +155,21 @@ impl Hinter for PhoneHelper {
 }
 
 impl Highlighter for PhoneHelper {
+    /// Redraws the prompt with the current state (a call answered or
+    /// held while the line is being typed) whenever rustyline repaints.
     fn highlight_prompt<'b, 's: 'b, 'p: 'b>(
         &'s self,
         prompt: &'p str,
-        _default: bool,
+        default: bool,
     ) -> Cow<'b, str> {
-        Cow::Borrowed(prompt)
+        if !default {
+            return Cow::Borrowed(prompt);
+        }
+        let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        match redrawn_prompt(prompt, &live) {
+            Some(p) => Cow::Owned(p),
+            None => Cow::Borrowed(prompt),
+        }
     }
 
     fn highlight_char(&self, _line: &str, _pos: usize, _kind: CmdKind) -> bool {
@@ -183,6 +210,7 @@ impl Terminal {
     /// history file; returns it and the printer for events.
     pub fn start(
         words: SharedWords,
+        live: LivePrompt,
         history: Option<PathBuf>,
     ) -> Result<(Terminal, Printer), ReadlineError> {
         let config = rustyline::Config::builder()
@@ -193,7 +221,7 @@ impl Terminal {
             .completion_type(rustyline::CompletionType::List)
             .build();
         let mut rl: Editor<PhoneHelper, DefaultHistory> = Editor::with_config(config)?;
-        rl.set_helper(Some(PhoneHelper { words }));
+        rl.set_helper(Some(PhoneHelper { words, live }));
         let empty = Arc::new(AtomicBool::new(true));
         rl.bind_sequence(
             KeyEvent::ctrl('C'),
@@ -273,6 +301,7 @@ fn editor_loop(
                 Err(ReadlineError::Interrupted) if empty.load(Ordering::SeqCst) => {
                     // Ctrl-C on an empty line: ask before quitting.
                     let answer = rl.readline("quit sipline? (y/N) ");
+                    tracing::debug!("quit question: {answer:?}");
                     let quit = match answer {
                         Ok(a) => a.trim().eq_ignore_ascii_case("y")
                             || a.trim().eq_ignore_ascii_case("yes"),
@@ -285,7 +314,7 @@ fn editor_loop(
                     }
                 }
                 // Ctrl-C with text: the line is dropped; read again.
-                Err(ReadlineError::Interrupted) => {}
+                Err(ReadlineError::Interrupted) => tracing::debug!("line cancelled"),
                 Err(ReadlineError::Eof) => {
                     let _ = lines.send(Input::Eof);
                     continue 'prompts;
@@ -390,6 +419,25 @@ mod tests {
             complete_line("wait-for ans", 12, &w),
             (9, vec!["answered".into()])
         );
+    }
+
+    #[test]
+    fn the_live_prompt_replaces_the_shown_one_only_when_it_fits() {
+        let shown = "[#1 bob@x calling   00:00]> ";
+        assert_eq!(
+            redrawn_prompt(shown, "[#1 bob@x active    00:07]> ").as_deref(),
+            Some("[#1 bob@x active    00:07]>  ")
+        );
+        assert_eq!(
+            redrawn_prompt(shown, "[#1 bob@x on hold   00:07 +1]> "),
+            None
+        );
+        assert_eq!(
+            redrawn_prompt("[a]> ", "[b]> ").as_deref(),
+            Some("[b]> ")
+        );
+        assert_eq!(redrawn_prompt("[a]> ", ""), None);
+        assert_eq!(redrawn_prompt("quit sipline? (y/N) ", "[a]> "), None);
     }
 
     #[test]
