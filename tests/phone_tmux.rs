@@ -232,8 +232,10 @@ fn tmux_dial_dtmf_hold_resume_hangup_and_an_incoming_call_keeps_the_half_typed_l
         l.starts_with("[sipline :") && l.ends_with(" history")
     });
     tmux.keys(&["Enter"]);
-    let screen = tmux.wait_text("603");
-    assert!(screen.contains("-> bob@127.0.0.1:"), "{screen}");
+    // The history lists both calls, the refused one last.
+    tmux.wait_for("the history", |s| {
+        s.contains("  -> bob@127.0.0.1:") && s.contains("  <- sipline@127.0.0.1:")
+    });
     tmux.line("help");
     tmux.wait_text("commands (alias in brackets");
 
