@@ -258,3 +258,46 @@ fn call_waiting_answering_a_second_call_holds_the_first_and_switch_goes_back() {
     assert_eq!(directions(&e1), ["sendrecv", "recvonly", "sendrecv"]);
     assert_eq!(directions(&e2), ["sendrecv", "recvonly"]);
 }
+
+#[test]
+fn transfer_refers_the_peer_to_a_third_party_and_our_call_ends() {
+    let data = tempfile::tempdir().unwrap();
+    let (mut peer, peer_port) = Sipline::answer(&["--null-audio"]);
+    let (mut third, third_port) = Sipline::answer(&["--null-audio"]);
+    let call = format!("call sip:bob@127.0.0.1:{peer_port}");
+    let transfer = format!("transfer sip:carol@127.0.0.1:{third_port}");
+    let mut phone = Sipline::spawn(
+        "phone",
+        &phone_args(&[
+            "-e",
+            &call,
+            "-e",
+            "wait-for answered",
+            "-e",
+            &transfer,
+            "-e",
+            "wait-for ended",
+        ]),
+        &env(&data),
+    );
+    let (code, events) = phone.wait_exit(SECS);
+    assert_eq!(code, 0, "events {events:?}\n{}", phone.stderr());
+    assert_in_order(&events, &["answered", "transfer_sent", "transfer", "ended"]);
+    let states: Vec<&str> = of(&events, "transfer")
+        .iter()
+        .filter_map(|e| e["state"].as_str())
+        .collect();
+    assert_eq!(states.first(), Some(&"accepted"), "{states:?}");
+    assert_eq!(states.last(), Some(&"succeeded"), "{states:?}");
+    // The transferee called the new target (RFC 3515 §2.4.2).
+    let incoming = third.wait_event("incoming", SECS);
+    assert_eq!(
+        incoming["to"].as_str().unwrap(),
+        format!("<sip:carol@127.0.0.1:{third_port}>")
+    );
+    third.wait_event("answered", SECS);
+    peer.signal("TERM");
+    third.signal("TERM");
+    let _ = peer.wait_exit(SECS);
+    let _ = third.wait_exit(SECS);
+}

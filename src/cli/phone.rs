@@ -710,6 +710,53 @@ impl App {
                     &format!("#{id} {what} failed: {status_text}{reason}"),
                 );
             }
+            PhoneEvent::Ua(UaEvent::Transfer { call, progress }) => {
+                let id = self.calls.by_handle(line, call).unwrap_or(0);
+                use crate::ua::refer::TransferProgress as P;
+                let (state, status, reason) = match &progress {
+                    P::Accepted => ("accepted", Some(202), "Accepted".to_string()),
+                    P::Trying { status, reason } => ("trying", Some(*status), reason.clone()),
+                    P::Succeeded { status, reason } => ("succeeded", Some(*status), reason.clone()),
+                    P::Failed { status, reason } => ("failed", *status, reason.clone()),
+                };
+                let status_text = status.map(|s| format!("{s} ")).unwrap_or_default();
+                self.event(
+                    "transfer",
+                    json!({"call": id, "state": state, "status": status, "reason": reason}),
+                    &format!("#{id} transfer {state}: {status_text}{reason}"),
+                );
+            }
+            PhoneEvent::Ua(UaEvent::TransferRequested {
+                call,
+                target,
+                referred_by,
+            }) => {
+                let id = self.calls.by_handle(line, call).unwrap_or(0);
+                let by = referred_by
+                    .as_deref()
+                    .map(|b| format!(" (referred by {b})"))
+                    .unwrap_or_default();
+                self.event(
+                    "transfer_requested",
+                    json!({"call": id, "target": target, "referred_by": referred_by}),
+                    &format!("#{id} the peer transfers us to {target}{by}"),
+                );
+            }
+            PhoneEvent::Ua(UaEvent::ReferredCall {
+                call,
+                original,
+                target,
+            }) => {
+                let from = self.calls.by_handle(line, original).unwrap_or(0);
+                let id = self
+                    .calls
+                    .add(line, call, Direction::Outgoing, &target, now);
+                self.event(
+                    "calling",
+                    json!({"call": id, "uri": target, "transferred_from": from}),
+                    &format!("#{id} calling {target} (transfer of #{from})"),
+                );
+            }
             PhoneEvent::SourceFinished { .. } => {}
             #[allow(unreachable_patterns)]
             _ => {}
@@ -1044,12 +1091,28 @@ impl App {
         Ok(())
     }
 
+    /// Blind transfer (RFC 3515): REFER the current call's peer to the
+    /// target; the progress arrives as `transfer` events.
     async fn transfer(&mut self, input: &str) -> Result<(), Fail> {
-        let _ = self.resolve(input)?;
-        Err(Fail::new(
-            Exit::Failed,
-            "transfer is not supported by this build",
-        ))
+        let uri = self.resolve(input)?;
+        let c = self.calls.pick(None).map_err(failed)?.clone();
+        if c.phase != Phase::Active {
+            return Err(Fail::new(
+                Exit::Failed,
+                format!("#{} is not answered yet", c.id),
+            ));
+        }
+        self.lines[c.line]
+            .phone
+            .transfer(c.handle, &uri)
+            .await
+            .map_err(|e| Fail::new(Exit::Failed, format!("#{}: transfer: {e}", c.id)))?;
+        self.out.event(
+            "transfer_sent",
+            json!({"call": c.id, "target": uri}),
+            &format!("#{} transferring to {uri} (REFER)", c.id),
+        );
+        Ok(())
     }
 
     async fn dtmf(&mut self, digits: &str) -> Result<(), Fail> {

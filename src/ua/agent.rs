@@ -138,6 +138,26 @@ pub enum UaEvent {
     RemoteResume {
         call: CallHandle,
     },
+    /// Progress of our blind transfer of `call` (REFER, RFC 3515).
+    Transfer {
+        call: CallHandle,
+        progress: super::refer::TransferProgress,
+    },
+    /// The peer of `call` asks us to call `target` (REFER accepted with
+    /// 202, RFC 3515 §2.4.2). The shell places the call with
+    /// [`UserAgent::dial_referred`].
+    TransferRequested {
+        call: CallHandle,
+        target: String,
+        referred_by: Option<String>,
+    },
+    /// `call` was placed to `target` because the peer of `original`
+    /// transferred us.
+    ReferredCall {
+        call: CallHandle,
+        original: CallHandle,
+        target: String,
+    },
     /// A request we refused before any call processing (RFC 3261 §8.2).
     Rejected {
         method: String,
@@ -166,6 +186,8 @@ pub enum UaError {
     ReinvitePending { call: CallHandle },
     #[error("call {call} is already {}", if *held { "on hold" } else { "active" })]
     AlreadyInHoldState { call: CallHandle, held: bool },
+    #[error("call {call} already has a transfer in progress")]
+    TransferPending { call: CallHandle },
     #[error("SDP: {0}")]
     Sdp(#[from] SdpError),
     #[error("transaction: {0}")]
@@ -184,7 +206,7 @@ pub struct UserAgent {
     /// port of its own.
     media_template: LocalMedia,
     /// The local address the datagram being handled arrived on.
-    datagram_local_ip: IpAddr,
+    pub(super) datagram_local_ip: IpAddr,
     /// Registrations and Digest state (see `accounts.rs`).
     pub(super) accounts: super::accounts::Accounts,
 }
@@ -283,7 +305,7 @@ impl UserAgent {
         Via::new("UDP", Host::from_ip(local_ip), self.cfg.local_port, &branch).to_string()
     }
 
-    fn contact(&self, local_ip: IpAddr) -> String {
+    pub(super) fn contact(&self, local_ip: IpAddr) -> String {
         let uri = SipUri::new(
             Some(&self.cfg.user),
             Host::from_ip(local_ip),
@@ -763,11 +785,21 @@ impl UserAgent {
             (Method::Bye, _) => self.on_bye(key, req, now),
             (Method::Options, _) => self.on_options(key, req, source, now),
             (Method::Info, true) => self.on_in_dialog_ok(key, req, now),
+            (Method::Refer, true) => self.on_refer(key, req, now),
+            // RFC 3515 is only accepted inside a dialog (a call of ours).
+            (Method::Refer, false) => self.respond(&key, &req, 403, now),
+            (Method::Notify, true) => self.on_notify(key, req, now),
             _ => self.respond(&key, &req, 481, now),
         }
     }
 
-    fn respond(&mut self, key: &TransactionKey, req: &Request, status: u16, now: Instant) {
+    pub(super) fn respond(
+        &mut self,
+        key: &TransactionKey,
+        req: &Request,
+        status: u16,
+        now: Instant,
+    ) {
         let tag = self.token(10);
         let resp = make_response(req, status, Some(&tag));
         let _ = self.tx.send_response(key, resp, now);
@@ -872,7 +904,7 @@ impl UserAgent {
     }
 
     /// Finds the call whose dialog the request belongs to (§12.2.2).
-    fn find_dialog_call(&self, req: &Request) -> Option<CallHandle> {
+    pub(super) fn find_dialog_call(&self, req: &Request) -> Option<CallHandle> {
         let call_id = req.headers.call_id().ok()?;
         let to_tag = req.headers.to_addr().ok()?.tag().map(str::to_string);
         let from_tag = req.headers.from_addr().ok()?.tag().map(str::to_string);
@@ -1092,6 +1124,15 @@ impl UserAgent {
             self.on_reinvite_response(call, resp, now);
             return;
         }
+        if let Some(call) = self.refer_call(key) {
+            if resp.status < 300
+                && let Some(realm) = self.accounts.realm_of(key)
+            {
+                self.accounts.digest.on_accepted(&realm);
+            }
+            self.on_refer_response(call, &resp, now);
+            return;
+        }
         let Some((call, is_invite)) = self.call_for_client_key(key) else {
             return;
         };
@@ -1113,7 +1154,7 @@ impl UserAgent {
         match resp.status {
             100..=199 => self.on_invite_provisional(call, resp, now),
             200..=299 => self.on_invite_2xx(call, resp, now),
-            _ => self.on_invite_failure(call, resp),
+            _ => self.on_invite_failure(call, resp, now),
         }
     }
 
@@ -1139,6 +1180,7 @@ impl UserAgent {
                 status: resp.status,
                 reason: resp.reason.clone(),
             });
+            self.referred_progress(call, resp.status, &resp.reason, now);
         }
         if let Some(m) = media {
             self.emit(UaEvent::Media { call, media: m });
@@ -1220,6 +1262,7 @@ impl UserAgent {
             None => {}
         }
         self.emit(UaEvent::Answered { call });
+        self.referred_progress(call, resp.status, &resp.reason, now);
         if hang_up {
             self.send_bye(call, now);
         }
@@ -1246,7 +1289,7 @@ impl UserAgent {
         let _ = self.tx.send_request(bye, dest, now);
     }
 
-    fn on_invite_failure(&mut self, call: CallHandle, resp: Response) {
+    fn on_invite_failure(&mut self, call: CallHandle, resp: Response, now: Instant) {
         let c = self.calls.get(&call).expect("caller checked");
         let reason = if (c.cancelled || c.cancel_pending) && resp.status == 487 {
             EndReason::Cancelled
@@ -1256,6 +1299,7 @@ impl UserAgent {
                 reason: resp.reason.clone(),
             }
         };
+        self.referred_ended(call, &reason, now);
         self.end_call(call, reason);
     }
 
@@ -1266,6 +1310,10 @@ impl UserAgent {
         }
         if let Some(call) = self.reinvite_call(key) {
             self.on_reinvite_failure(call, reason, now);
+            return;
+        }
+        if let Some(call) = self.refer_call(key) {
+            self.on_refer_failure(call, &reason);
             return;
         }
         let Some((call, is_invite)) = self.call_for_client_key(key) else {
@@ -1284,6 +1332,7 @@ impl UserAgent {
         } else {
             reason
         };
+        self.referred_ended(call, &reason, now);
         self.end_call(call, reason);
     }
 
@@ -1307,9 +1356,16 @@ impl UserAgent {
             .and_then(|t| t.tag().map(str::to_string));
         let ack = self.calls.values().find_map(|c| {
             let d = c.dialog.as_ref()?;
-            (d.call_id == call_id && Some(&d.remote_tag) == to_tag.as_ref())
-                .then(|| c.ack.clone())
-                .flatten()
+            if d.call_id != call_id || Some(&d.remote_tag) != to_tag.as_ref() {
+                return None;
+            }
+            // The 2xx to our latest re-INVITE gets that re-INVITE's ACK.
+            if let Some(r) = &c.reinvite
+                && r.request.headers.cseq().ok().map(|s| s.seq) == Some(cseq.seq)
+            {
+                return r.ack.clone().map(|a| (r.dest, a));
+            }
+            c.ack.clone()
         });
         if let Some((dest, payload)) = ack {
             self.transmit(dest, payload);

@@ -4,6 +4,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use super::hold::{HoldIntent, HoldState, OutgoingReinvite};
+use super::refer::{ReferIn, ReferOut};
 use crate::dialog::Dialog;
 use crate::sdp::Negotiator;
 use crate::sip::Request;
@@ -86,6 +87,12 @@ pub struct Call {
     /// A re-INVITE refused with 491, to be sent again at this instant
     /// (RFC 3261 §14.1).
     pub reinvite_retry: Option<(Instant, HoldIntent)>,
+    /// Our REFER (we transfer this call), see `refer.rs`.
+    pub refer_out: Option<ReferOut>,
+    /// A REFER the peer sent us (we are being transferred).
+    pub refer_in: Option<ReferIn>,
+    /// This call was placed because of a REFER received in that call.
+    pub referred_from: Option<CallHandle>,
 }
 
 impl Call {
@@ -125,6 +132,9 @@ impl Call {
             hold: HoldState::default(),
             reinvite: None,
             reinvite_retry: None,
+            refer_out: None,
+            refer_in: None,
+            referred_from: None,
         }
     }
 

@@ -101,6 +101,17 @@ enum Command {
     Calls {
         reply: oneshot::Sender<Vec<CallInfo>>,
     },
+    Transfer {
+        call: CallHandle,
+        target: String,
+        reply: oneshot::Sender<Result<(), DriverError>>,
+    },
+    /// Hold every other answered call we do not hold, and resume `call`
+    /// if we hold it.
+    Switch {
+        call: CallHandle,
+        reply: oneshot::Sender<Result<(), DriverError>>,
+    },
     Stats {
         call: CallHandle,
         reply: oneshot::Sender<Option<MediaStats>>,
@@ -261,6 +272,7 @@ impl Phone {
             route_cache: HashMap::new(),
             rtp_timeout: cfg.rtp_timeout,
             trace: false,
+            pending_transfers: Vec::new(),
         };
         let task = tokio::spawn(driver.run());
         Ok((
@@ -422,6 +434,37 @@ impl Phone {
             .await?
     }
 
+    /// Blind transfer (RFC 5589 §6): asks the peer of `call` to call
+    /// `target` (REFER, RFC 3515). Returns once the REFER is sent; progress
+    /// arrives as [`UaEvent::Transfer`] events, and on success the call is
+    /// hung up. Put the call on hold first if the peer should hear nothing
+    /// meanwhile.
+    pub async fn transfer(&self, call: CallHandle, target: &str) -> Result<(), DriverError> {
+        self.request(|reply| Command::Transfer {
+            call,
+            target: target.to_string(),
+            reply,
+        })
+        .await?
+    }
+
+    /// Call waiting: answers `call` after putting every other answered
+    /// call on hold (the `hold` re-INVITEs go out first). [`Phone::answer`]
+    /// leaves other calls alone.
+    pub async fn answer_waiting(&self, call: CallHandle, io: MediaIo) -> Result<(), DriverError> {
+        self.request(|reply| Command::Switch { call, reply })
+            .await??;
+        self.answer(call, io).await
+    }
+
+    /// Call waiting: makes `call` the active one: every other answered
+    /// call we do not hold yet is put on hold, and `call` is resumed if we
+    /// hold it. Only calls already answered are touched.
+    pub async fn switch(&self, call: CallHandle) -> Result<(), DriverError> {
+        self.request(|reply| Command::Switch { call, reply })
+            .await?
+    }
+
     /// Every live call with its state, peer, duration, codec and direction,
     /// oldest first.
     pub async fn calls(&self) -> Vec<CallInfo> {
@@ -504,6 +547,11 @@ struct CallMedia {
     stopped: bool,
     /// Send silence instead of the captured audio.
     muted: bool,
+    /// Our direction from the last offer/answer (RFC 3264 §6.1).
+    negotiated: Option<Direction>,
+    /// This call was placed for a transfer and took over the audio of
+    /// that call; it goes back there if the new call fails.
+    took_io_from: Option<CallHandle>,
 }
 
 impl Drop for CallMedia {
@@ -531,6 +579,9 @@ struct Driver {
     rtp_timeout: Option<Duration>,
     /// Report SIP messages as events.
     trace: bool,
+    /// REFERs accepted whose new call is still to be placed:
+    /// (original call, target).
+    pending_transfers: Vec<(CallHandle, String)>,
 }
 
 impl Driver {
@@ -576,6 +627,10 @@ impl Driver {
                 _ = tick.tick(), if !self.calls.is_empty() => self.on_media_tick(),
             }
             self.drain().await;
+            while !self.pending_transfers.is_empty() {
+                self.place_transfer_calls().await;
+                self.drain().await;
+            }
             self.send_media().await;
             // The tick is disabled while there are no calls; restart it so
             // that a new call does not get a burst of missed ticks.
@@ -672,6 +727,17 @@ impl Driver {
                 };
                 let _ = reply.send(r);
             }
+            Command::Transfer {
+                call,
+                target,
+                reply,
+            } => {
+                let r = self.ua.transfer(call, &target, now);
+                let _ = reply.send(r.map_err(DriverError::from));
+            }
+            Command::Switch { call, reply } => {
+                let _ = reply.send(self.switch(call, now));
+            }
             Command::Calls { reply } => {
                 let _ = reply.send(self.call_infos(now));
             }
@@ -699,6 +765,25 @@ impl Driver {
         }
     }
 
+    /// Holds every other confirmed call we do not hold, then resumes
+    /// `call` if we hold it.
+    fn switch(&mut self, call: CallHandle, now: std::time::Instant) -> Result<(), DriverError> {
+        if self.ua.call_state(call).is_none() {
+            return Err(super::agent::UaError::NoSuchCall { call }.into());
+        }
+        for other in self.ua.call_handles() {
+            let active = self.ua.call_state(other) == Some(CallState::Confirmed)
+                && self.ua.hold_state(other).is_some_and(|h| !h.local);
+            if other != call && active {
+                self.ua.hold(other, now)?;
+            }
+        }
+        if self.ua.hold_state(call).is_some_and(|h| h.local) {
+            self.ua.resume(call, now)?;
+        }
+        Ok(())
+    }
+
     fn call_infos(&self, now: std::time::Instant) -> Vec<CallInfo> {
         self.ua
             .call_handles()
@@ -713,7 +798,7 @@ impl Driver {
                     peer: self.ua.call_peer(call)?,
                     duration: self.ua.call_duration(call, now),
                     codec: config.map(|c| c.codec),
-                    media_direction: config.map(|c| Direction::from_flags(c.send, c.recv)),
+                    media_direction: m.and_then(|m| m.negotiated),
                     hold: self.ua.hold_state(call)?,
                     muted: m.is_some_and(|m| m.muted),
                 })
@@ -740,6 +825,59 @@ impl Driver {
             .dial(target, dest, local, std::time::Instant::now())?;
         self.calls.insert(call, self.spawn_receiver(call, media));
         Ok(call)
+    }
+
+    /// Transferee: places the calls asked for by accepted REFERs. The new
+    /// call takes over the original call's audio (the user keeps talking
+    /// on the same device); a failure is reported in a final NOTIFY.
+    async fn place_transfer_calls(&mut self) {
+        for (original, target) in std::mem::take(&mut self.pending_transfers) {
+            let now = std::time::Instant::now();
+            let placed = self.place_transfer_call(original, &target).await;
+            if let Err(e) = placed {
+                tracing::warn!("transfer to {target}: {e}");
+                let (status, reason) = match e {
+                    DriverError::Resolve { .. } => (404, "Not Found"),
+                    DriverError::BadTarget { .. } | DriverError::Unsupported { .. } => {
+                        (400, "Bad Request")
+                    }
+                    _ => (503, "Service Unavailable"),
+                };
+                self.ua.refer_failed(original, status, reason, now);
+            }
+        }
+    }
+
+    async fn place_transfer_call(
+        &mut self,
+        original: CallHandle,
+        target: &str,
+    ) -> Result<(), DriverError> {
+        check_udp_target(target)?;
+        let dest = resolve_uri(target, self.sip.local_addr()).await?;
+        check_destination(dest, self.sip.local_addr())?;
+        let local_ip = advertised_ip(self.sip.local_addr().ip(), Some(dest));
+        let io = match self.calls.get_mut(&original) {
+            Some(m) => std::mem::replace(
+                &mut m.io,
+                MediaIo {
+                    source: Box::new(crate::media::audio::NullSource),
+                    sink: Box::new(crate::media::audio::NullSink),
+                },
+            ),
+            None => MediaIo {
+                source: Box::new(crate::media::audio::NullSource),
+                sink: Box::new(crate::media::audio::NullSink),
+            },
+        };
+        let (media, local) = self.open_media(local_ip, io).await?;
+        let call =
+            self.ua
+                .dial_referred(original, target, dest, local, std::time::Instant::now())?;
+        let mut m = self.spawn_receiver(call, media);
+        m.took_io_from = Some(original);
+        self.calls.insert(call, m);
+        Ok(())
     }
 
     async fn register(&mut self, spec: RegisterSpec) -> Result<RegHandle, DriverError> {
@@ -831,6 +969,8 @@ impl Driver {
             last_rtp: None,
             stopped: false,
             muted: false,
+            negotiated: None,
+            took_io_from: None,
         }
     }
 
@@ -957,9 +1097,21 @@ impl Driver {
                 self.apply_media(call, media);
                 let _ = self.events.send(PhoneEvent::Ua(e));
             }
+            UaEvent::TransferRequested {
+                call, ref target, ..
+            } => {
+                self.pending_transfers.push((call, target.clone()));
+                let _ = self.events.send(PhoneEvent::Ua(e));
+            }
             UaEvent::Ended { call, reason } => {
                 let (stats, codec) = match self.calls.remove(&call) {
                     Some(mut m) => {
+                        // A failed transfer call gives the audio back.
+                        if let Some(orig) = m.took_io_from
+                            && let Some(o) = self.calls.get_mut(&orig)
+                        {
+                            std::mem::swap(&mut o.io, &mut m.io);
+                        }
                         if let Err(err) = m.io.sink.finish() {
                             tracing::warn!("finishing audio output: {err}");
                         }
@@ -988,6 +1140,7 @@ impl Driver {
         let Some(m) = self.calls.get_mut(&call) else {
             return;
         };
+        m.negotiated = Some(media.direction);
         let config = MediaConfig {
             codec: media.codec,
             payload_type: media.payload_type,

@@ -1131,3 +1131,353 @@ fn second_call_rings_while_the_first_is_up_hold_one_answer_the_other_and_switch(
     p.settle();
     assert_eq!(p.a.call_count() + p.b.call_count(), 0);
 }
+
+// ----- blind transfer (RFC 3515, RFC 5589) ------------------------------
+
+const C: &str = "127.0.0.3:5064";
+
+fn transfer_progress(events: &[UaEvent]) -> Vec<crate::ua::TransferProgress> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            UaEvent::Transfer { progress, .. } => Some(progress.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The bodies of the NOTIFYs A sent, in order.
+fn notifies(p: &Pair) -> Vec<(String, String)> {
+    p.raw
+        .iter()
+        .filter(|(f, d)| f == "a" && d.starts_with(b"NOTIFY "))
+        .map(|(_, d)| match parse_datagram(d).unwrap() {
+            SipMessage::Request(r) => (
+                r.headers.get("Subscription-State").unwrap().to_string(),
+                String::from_utf8(r.body).unwrap(),
+            ),
+            _ => unreachable!("a request"),
+        })
+        .collect()
+}
+
+/// A call A→B, B transfers A to Carol; A accepts and dials Carol (who is
+/// simulated by hand). Returns (A's original, B's original, A's new call,
+/// A's INVITE to Carol).
+fn transfer_to_carol(p: &mut Pair) -> (CallHandle, CallHandle, CallHandle, crate::sip::Request) {
+    let (call, incoming) = established(p);
+    p.a_events.clear();
+    p.b_events.clear();
+    p.b.transfer(incoming, "sip:carol@127.0.0.3:5064", p.now)
+        .unwrap();
+    p.settle();
+    let refer = nth_body(p, "b", "REFER ", 0);
+    assert!(refer.is_empty());
+    let refer = p
+        .raw
+        .iter()
+        .find(|(f, d)| f == "b" && d.starts_with(b"REFER "))
+        .map(|(_, d)| String::from_utf8(d.clone()).unwrap())
+        .unwrap();
+    assert!(
+        refer.contains("Refer-To: <sip:carol@127.0.0.3:5064>"),
+        "{refer}"
+    );
+    assert!(refer.contains("Referred-By: "), "{refer}");
+    assert_eq!(p.sent("a", "SIP/2.0 202"), 1);
+    let target = p
+        .a_events
+        .iter()
+        .find_map(|e| match e {
+            UaEvent::TransferRequested {
+                call: c, target, ..
+            } if *c == call => Some(target.clone()),
+            _ => None,
+        })
+        .expect("A was asked to transfer");
+    assert_eq!(target, "sip:carol@127.0.0.3:5064");
+    // The first NOTIFY: 100 Trying, subscription active.
+    let n = notifies(p);
+    assert_eq!(n.len(), 1);
+    assert!(n[0].0.starts_with("active"), "{:?}", n[0]);
+    assert_eq!(n[0].1, "SIP/2.0 100 Trying\r\n");
+    assert_eq!(
+        transfer_progress(&p.b_events),
+        vec![
+            crate::ua::TransferProgress::Accepted,
+            crate::ua::TransferProgress::Trying {
+                status: 100,
+                reason: "Trying".into()
+            }
+        ]
+    );
+    let new_call =
+        p.a.dial_referred(call, &target, addr(C), media("127.0.0.1", 40010), p.now)
+            .unwrap();
+    p.settle();
+    assert!(has(&p.a_events, |e| *e
+        == UaEvent::ReferredCall {
+            call: new_call,
+            original: call,
+            target: target.clone()
+        }));
+    let invite = p
+        .raw
+        .iter()
+        .rev()
+        .find(|(f, d)| f == "a" && d.starts_with(b"INVITE sip:carol@127.0.0.3:5064 "))
+        .map(|(_, d)| match parse_datagram(d).unwrap() {
+            SipMessage::Request(r) => r,
+            _ => unreachable!("a request"),
+        })
+        .expect("A invited Carol");
+    (call, incoming, new_call, invite)
+}
+
+#[test]
+fn blind_transfer_transferee_calls_the_target_and_notifies_then_the_calls_end_rfc3515_rfc5589() {
+    let mut p = Pair::new();
+    let (call, incoming, new_call, invite) = transfer_to_carol(&mut p);
+    let ringing = invite_response(&invite, 180, "carol1", None);
+    p.a.handle_datagram(&ringing, addr(C), addr(A).ip(), p.now);
+    p.settle();
+    let ok = invite_response(&invite, 200, "carol1", Some(answer_sdp(&invite, 60000)));
+    p.a.handle_datagram(&ok, addr(C), addr(A).ip(), p.now);
+    p.settle();
+    assert!(has(&p.a_events, |e| *e == UaEvent::Answered { call: new_call }));
+    let n = notifies(&p);
+    assert_eq!(n.len(), 3, "{n:?}");
+    assert_eq!(n[1].1, "SIP/2.0 180 Ringing\r\n");
+    assert!(n[1].0.starts_with("active"));
+    assert_eq!(n[2].1, "SIP/2.0 200 OK\r\n");
+    assert!(n[2].0.starts_with("terminated"), "{:?}", n[2]);
+    let notify = p
+        .raw
+        .iter()
+        .find(|(f, d)| f == "a" && d.starts_with(b"NOTIFY "))
+        .map(|(_, d)| String::from_utf8(d.clone()).unwrap())
+        .unwrap();
+    assert!(notify.contains("Event: refer;id="), "{notify}");
+    assert!(
+        notify.contains("Content-Type: message/sipfrag;version=2.0"),
+        "{notify}"
+    );
+    // Every NOTIFY was answered 200 by the transferor (after the first
+    // INVITE's 200; the last one answers A's BYE).
+    assert_eq!(p.sent("b", "SIP/2.0 200"), 1 + 3 + 1);
+    assert_eq!(
+        transfer_progress(&p.b_events)[2..],
+        [
+            crate::ua::TransferProgress::Trying {
+                status: 180,
+                reason: "Ringing".into()
+            },
+            crate::ua::TransferProgress::Succeeded {
+                status: 200,
+                reason: "OK".into()
+            }
+        ]
+    );
+    // The original call is over on both sides; the new one is up.
+    assert!(has(
+        &p.b_events,
+        |e| matches!(e, UaEvent::Ended { call: c, .. } if *c == incoming)
+    ));
+    assert!(has(
+        &p.a_events,
+        |e| matches!(e, UaEvent::Ended { call: c, .. } if *c == call)
+    ));
+    assert_eq!(p.a.call_state(new_call), Some(CallState::Confirmed));
+    assert_eq!(p.b.call_count(), 0);
+}
+
+#[test]
+fn a_failed_transfer_is_notified_and_the_original_call_stays_rfc3515_2_4_5() {
+    let mut p = Pair::new();
+    let (call, incoming, new_call, invite) = transfer_to_carol(&mut p);
+    let busy = invite_response(&invite, 486, "carol2", None);
+    p.a.handle_datagram(&busy, addr(C), addr(A).ip(), p.now);
+    p.settle();
+    assert!(matches!(
+        ended(&p.a_events),
+        Some(EndReason::Rejected { status: 486, .. })
+    ));
+    let n = notifies(&p);
+    assert_eq!(n.len(), 2, "{n:?}");
+    assert_eq!(n[1].1, "SIP/2.0 486 Busy Here\r\n");
+    assert!(n[1].0.starts_with("terminated"));
+    assert_eq!(
+        transfer_progress(&p.b_events).last(),
+        Some(&crate::ua::TransferProgress::Failed {
+            status: Some(486),
+            reason: "Busy Here".into()
+        })
+    );
+    assert_eq!(p.a.call_state(call), Some(CallState::Confirmed));
+    assert_eq!(p.b.call_state(incoming), Some(CallState::Confirmed));
+    assert_eq!(p.a.call_state(new_call), None);
+    // The transferor may try again.
+    p.b.transfer(incoming, "sip:dave@127.0.0.3:5064", p.now)
+        .unwrap();
+    p.settle();
+    assert_eq!(p.sent("a", "SIP/2.0 202"), 2);
+}
+
+#[test]
+fn refer_outside_a_dialog_or_without_refer_to_is_refused_rfc3515_2_4_2() {
+    let mut p = Pair::new();
+    let outside = request(
+        "REFER sip:bob@127.0.0.2:5062 SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKref1
+Max-Forwards: 70
+From: <sip:alice@127.0.0.1>;tag=x1
+To: <sip:bob@127.0.0.2>
+Call-ID: refer-outside@127.0.0.1
+CSeq: 1 REFER
+Refer-To: <sip:carol@127.0.0.3>
+Content-Length: 0
+
+",
+    );
+    let resp = response_to(&mut p, outside);
+    assert!(resp.starts_with("SIP/2.0 403"), "{resp}");
+    let (_, incoming) = established(&mut p);
+    let invite = sent_invite(&p);
+    let to_tag = p
+        .raw
+        .iter()
+        .find(|(f, d)| f == "b" && d.starts_with(b"SIP/2.0 200"))
+        .and_then(|(_, d)| match parse_datagram(d).ok()? {
+            SipMessage::Response(r) => r.headers.to_addr().ok()?.tag().map(str::to_string),
+            _ => None,
+        })
+        .unwrap();
+    let refer = |cseq: u32, refer_to: &str| {
+        format!(
+            "REFER sip:bob@127.0.0.2:5062 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKref{cseq}\r\nMax-Forwards: 70\r\nFrom: {}\r\nTo: <sip:bob@127.0.0.2:5062>;tag={to_tag}\r\nCall-ID: {}\r\nCSeq: {cseq} REFER\r\n{refer_to}Content-Length: 0\r\n\r\n",
+            invite.headers.get("From").unwrap(),
+            invite.headers.call_id().unwrap(),
+        )
+        .into_bytes()
+    };
+    let resp = response_to(&mut p, refer(2, ""));
+    assert!(resp.starts_with("SIP/2.0 400"), "{resp}");
+    let resp = response_to(&mut p, refer(3, "Refer-To: <mailto:carol@example.com>\r\n"));
+    assert!(resp.starts_with("SIP/2.0 400"), "{resp}");
+    // The compact form `r` is Refer-To (RFC 3515 §2.1).
+    // The 202, then the first NOTIFY.
+    p.b.handle_datagram(
+        &refer(4, "r: <sip:carol@127.0.0.3:5064>\r\n"),
+        addr(A),
+        addr(B).ip(),
+        p.now,
+    );
+    let mut sent = Vec::new();
+    while let Some(o) = p.b.poll_output() {
+        match o {
+            UaOutput::Transmit(t) => sent.push(String::from_utf8(t.payload).unwrap()),
+            UaOutput::Event(e) => p.b_events.push(e),
+        }
+    }
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert!(sent[0].starts_with("SIP/2.0 202 Accepted"), "{}", sent[0]);
+    assert!(sent[1].starts_with("NOTIFY "), "{}", sent[1]);
+    assert!(sent[1].contains("Event: refer;id=4\r\n"), "{}", sent[1]);
+    assert!(has(&p.b_events, |e| matches!(
+        e,
+        UaEvent::TransferRequested { call, target, .. }
+            if *call == incoming && target == "sip:carol@127.0.0.3:5064"
+    )));
+}
+
+#[test]
+fn notify_for_an_unknown_dialog_gets_481_rfc6665_4_1_3() {
+    let mut p = Pair::new();
+    let notify = request(
+        "NOTIFY sip:bob@127.0.0.2:5062 SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKnot1
+Max-Forwards: 70
+From: <sip:alice@127.0.0.1>;tag=x1
+To: <sip:bob@127.0.0.2>;tag=y1
+Call-ID: notify-unknown@127.0.0.1
+CSeq: 1 NOTIFY
+Event: refer
+Subscription-State: terminated
+Content-Type: message/sipfrag
+Content-Length: 16
+
+SIP/2.0 200 OK
+",
+    );
+    let resp = response_to(&mut p, notify);
+    assert!(resp.starts_with("SIP/2.0 481"), "{resp}");
+}
+
+#[test]
+fn a_late_retransmitted_2xx_to_our_reinvite_gets_the_reinvites_ack_rfc3261_13_2_2_4() {
+    let mut p = Pair::new();
+    let (call, _) = established(&mut p);
+    p.a.hold(call, p.now).unwrap();
+    p.settle();
+    let ok = p
+        .raw
+        .iter()
+        .filter(|(f, d)| f == "b" && d.starts_with(b"SIP/2.0 200"))
+        .nth(1)
+        .map(|(_, d)| d.clone())
+        .expect("B answered the re-INVITE");
+    // Long after the client transaction ended (Timer M), the 2xx again.
+    p.run_for(Duration::from_secs(40));
+    let before = p.sent("a", "ACK ");
+    p.a.handle_datagram(&ok, addr(B), addr(A).ip(), p.now);
+    let mut acks = Vec::new();
+    while let Some(o) = p.a.poll_output() {
+        if let UaOutput::Transmit(t) = o
+            && t.payload.starts_with(b"ACK ")
+        {
+            acks.push(String::from_utf8(t.payload).unwrap());
+        }
+    }
+    assert_eq!(acks.len(), 1, "{before} {acks:?}");
+    assert!(acks[0].contains("CSeq: 2 ACK"), "{}", acks[0]);
+}
+
+#[test]
+fn a_challenged_refer_is_sent_again_with_credentials_rfc3261_22_2() {
+    let mut p = Pair::new();
+    let (call, incoming) = established(&mut p);
+    p.a.set_credentials(Some(crate::ua::digest::Credentials::new("alice", "secret")));
+    p.a.transfer(call, "sip:carol@127.0.0.3:5064", p.now)
+        .unwrap();
+    let refer = take_a_request(&mut p, "REFER ");
+    let mut challenge = crate::transaction::make_response(&refer, 401, None);
+    challenge.headers.push(
+        "WWW-Authenticate",
+        "Digest realm=\"example.com\", nonce=\"r1\", algorithm=MD5",
+    );
+    p.a.handle_datagram(&challenge.to_bytes(), addr(B), addr(A).ip(), p.now);
+    let retry = take_a_request(&mut p, "REFER ");
+    assert!(retry.headers.get("Authorization").is_some());
+    assert_eq!(
+        retry.headers.get("Refer-To"),
+        Some("<sip:carol@127.0.0.3:5064>")
+    );
+    assert_eq!(
+        retry.headers.cseq().unwrap().seq,
+        refer.headers.cseq().unwrap().seq + 1
+    );
+    assert!(
+        transfer_progress(&p.a_events).is_empty(),
+        "no failure reported"
+    );
+    p.b.handle_datagram(&retry.to_bytes(), addr(A), addr(B).ip(), p.now);
+    p.settle();
+    assert_eq!(
+        transfer_progress(&p.a_events).first(),
+        Some(&crate::ua::TransferProgress::Accepted)
+    );
+    assert!(has(&p.b_events, |e| matches!(
+        e,
+        UaEvent::TransferRequested { call, .. } if *call == incoming
+    )));
+}

@@ -166,7 +166,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         usage: "wait-for <event> [secs]",
         summary: "pause until an event (default timeout 30 s)",
         detail: "Events: incoming, ringing, progress, answered, media, ended, dtmf, held, \
-                 resumed, remote_hold, remote_resume, hold_failed, muted, unmuted, transfer, registered, unregistered, \
+                 resumed, remote_hold, remote_resume, hold_failed, muted, unmuted, transfer, transfer_requested, registered, unregistered, \
                  registration_failed. Any event since the last other command counts, once. \
                  A call that ends while waiting for anything else fails the wait; so does \
                  the timeout (exit status 10 in scripts).",
@@ -204,6 +204,7 @@ pub const EVENTS: &[&str] = &[
     "muted",
     "unmuted",
     "transfer",
+    "transfer_requested",
     "registered",
     "unregistered",
     "registration_failed",
