@@ -92,7 +92,10 @@ fn phone_registers_every_account_dials_a_contact_by_name_and_unregisters_on_quit
     assert_eq!(reg[0]["account"], "alice");
     assert!(reg[0]["state"].as_str().unwrap().starts_with("registered"));
     assert!(reg[1]["state"].as_str().unwrap().starts_with("registered"));
-    assert_eq!(of(&events, "calling")[0]["uri"], format!("sip:bob@{DOMAIN}"));
+    assert_eq!(
+        of(&events, "calling")[0]["uri"],
+        format!("sip:bob@{DOMAIN}")
+    );
     let incoming = of(&events, "incoming")[0];
     assert_eq!(incoming["line"], 1, "bob's account got the call");
     assert!(

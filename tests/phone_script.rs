@@ -123,7 +123,10 @@ fn e_script_calls_sends_dtmf_holds_resumes_and_hangs_up_with_exit_0() {
         .filter_map(|e| e["digit"].as_str())
         .collect();
     assert_eq!(digits, ["1", "#"]);
-    assert_eq!(directions(&peer_events), ["sendrecv", "recvonly", "sendrecv"]);
+    assert_eq!(
+        directions(&peer_events),
+        ["sendrecv", "recvonly", "sendrecv"]
+    );
 }
 
 #[test]
@@ -221,7 +224,9 @@ fn call_waiting_answering_a_second_call_holds_the_first_and_switch_goes_back() {
         args.push(c);
     }
     let mut phone = Sipline::spawn("phone", &args, &env(&data));
-    let port = phone.wait_event("listening", SECS)["port"].as_u64().unwrap();
+    let port = phone.wait_event("listening", SECS)["port"]
+        .as_u64()
+        .unwrap();
     let target = format!("sip:phone@127.0.0.1:{port}");
     let caller = |name: &str| {
         Sipline::spawn(
@@ -247,7 +252,10 @@ fn call_waiting_answering_a_second_call_holds_the_first_and_switch_goes_back() {
     assert_eq!(held, [1, 2], "answering 2 holds 1; switch 1 holds 2");
     assert_eq!(of(&events, "resumed")[0]["call"], 1);
     assert_eq!(of(&events, "ended").len(), 2);
-    let history = of(&events, "history")[0]["calls"].as_array().unwrap().clone();
+    let history = of(&events, "history")[0]["calls"]
+        .as_array()
+        .unwrap()
+        .clone();
     assert_eq!(history.len(), 2);
     assert!(history.iter().all(|h| h["direction"] == "incoming"));
 

@@ -32,7 +32,9 @@ impl Tmux {
             .expect("tmux is installed (apt-get install tmux)");
         assert!(ok.success(), "tmux new-session failed");
         // Keep the pane after the phone exits so that its end can be checked.
-        let _ = t.cmd(&["set-option", "-t", "phone", "remain-on-exit", "on"]).status();
+        let _ = t
+            .cmd(&["set-option", "-t", "phone", "remain-on-exit", "on"])
+            .status();
         t
     }
 
@@ -92,11 +94,6 @@ impl Tmux {
 
     fn wait_text(&self, text: &str) -> String {
         self.wait_for(&format!("{text:?}"), |s| s.contains(text))
-    }
-
-    /// The last line that is not empty (the prompt and what is typed).
-    fn last_line(&self) -> String {
-        last_line(&self.screen())
     }
 
     fn pane_dead(&self) -> bool {
@@ -161,7 +158,9 @@ fn tmux_dial_dtmf_hold_resume_hangup_and_an_incoming_call_keeps_the_half_typed_l
     let dir = tempfile::tempdir().unwrap();
     let (mut peer, peer_port) = Sipline::answer(&["--null-audio"]);
     let tmux = Tmux::start("main", &phone_command(dir.path()));
-    let screen = tmux.wait_for("the prompt", |s| s.contains("listening on") && last_line(s).ends_with("]>"));
+    let screen = tmux.wait_for("the prompt", |s| {
+        s.contains("listening on") && last_line(s).ends_with("]>")
+    });
     let phone_port = listening_port(&screen);
     assert!(
         last_line(&screen).starts_with(&format!("[sipline :{phone_port}]>")),
@@ -199,7 +198,10 @@ fn tmux_dial_dtmf_hold_resume_hangup_and_an_incoming_call_keeps_the_half_typed_l
     peer.wait_event("ended", SECS);
     peer.signal("TERM");
     let (_, peer_events) = peer.wait_exit(SECS);
-    assert_eq!(directions(&peer_events), ["sendrecv", "recvonly", "sendrecv"]);
+    assert_eq!(
+        directions(&peer_events),
+        ["sendrecv", "recvonly", "sendrecv"]
+    );
 
     // A half-typed line stays intact while an incoming call is printed.
     tmux.wait_for("an idle prompt", |s| last_line(s).ends_with("]>"));
@@ -243,7 +245,11 @@ fn tmux_dial_dtmf_hold_resume_hangup_and_an_incoming_call_keeps_the_half_typed_l
     tmux.line("quit");
     let deadline = Instant::now() + SECS;
     while !tmux.pane_dead() {
-        assert!(Instant::now() < deadline, "quit did not exit:\n{}", tmux.screen());
+        assert!(
+            Instant::now() < deadline,
+            "quit did not exit:\n{}",
+            tmux.screen()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let history = std::fs::read_to_string(dir.path().join("sipline/history.json")).unwrap();
@@ -265,14 +271,20 @@ fn tmux_ctrl_c_on_an_empty_line_asks_before_quitting_and_ctrl_d_quits() {
     let tmux = Tmux::start("keys", &phone_command(dir.path()));
     tmux.wait_for("the prompt", |s| last_line(s).ends_with("]>"));
     tmux.keys(&["C-c"]);
-    tmux.wait_for("the question", |s| last_line(s).contains("quit sipline? (y/N)"));
+    tmux.wait_for("the question", |s| {
+        last_line(s).contains("quit sipline? (y/N)")
+    });
     tmux.line("n");
     tmux.wait_for("the prompt again", |s| last_line(s).ends_with("]>"));
     assert!(!tmux.pane_dead());
     tmux.keys(&["C-d"]);
     let deadline = Instant::now() + SECS;
     while !tmux.pane_dead() {
-        assert!(Instant::now() < deadline, "Ctrl-D did not quit:\n{}", tmux.screen());
+        assert!(
+            Instant::now() < deadline,
+            "Ctrl-D did not quit:\n{}",
+            tmux.screen()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }

@@ -35,8 +35,8 @@ use super::repl::command::{self, CallId, Command, DevicesAction, RegAction, Whic
 use super::repl::history;
 use super::repl::state::{CallEntry, Calls, Direction, Phase, clock, short_peer};
 use super::repl::target;
-use super::repl::waits::EventLog;
 use super::repl::term::{self, Input, LivePrompt, Printer, SharedWords, Terminal, Words};
+use super::repl::waits::EventLog;
 use super::{Signals, phone_config_for, rtp_timeout};
 use crate::media::audio::AudioFormat;
 use crate::media::session::DtmfError;
@@ -99,8 +99,9 @@ pub async fn run(args: PhoneArgs, emit: Emitter) -> Exit {
     }
     drop(ev_tx);
 
-    let interactive =
-        args.execute.is_empty() && std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    let interactive = args.execute.is_empty()
+        && std::io::stdin().is_terminal()
+        && std::io::stdout().is_terminal();
     let words: SharedWords = Arc::new(Mutex::new(Words {
         contacts: cfg.contacts.keys().cloned().collect(),
         devices: Vec::new(),
@@ -162,7 +163,8 @@ pub async fn run(args: PhoneArgs, emit: Emitter) -> Exit {
         );
     }
     if interactive {
-        app.out.line("sipline phone: type help for the commands, Tab to complete");
+        app.out
+            .line("sipline phone: type help for the commands, Tab to complete");
     }
 
     let mut signals = Signals::new();
@@ -271,7 +273,9 @@ enum RegStatus {
     /// The account does not register (or there is no account).
     NotUsed,
     Registering,
-    Registered { expires: u32 },
+    Registered {
+        expires: u32,
+    },
     Unregistering,
     Unregistered,
     Failed(String),
@@ -530,7 +534,10 @@ impl App {
                 };
                 Some(Err(Fail::new(
                     exit,
-                    format!("wait-for {event}: the call ended ({})", describe_end(&reason)),
+                    format!(
+                        "wait-for {event}: the call ended ({})",
+                        describe_end(&reason)
+                    ),
                 )))
             }
         }
@@ -785,9 +792,7 @@ impl App {
             Ok(na) => (na.display, na.uri.to_string()),
             Err(_) => (None, from.to_string()),
         };
-        let id = self
-            .calls
-            .add(line, call, Direction::Incoming, &uri, now);
+        let id = self.calls.add(line, call, Direction::Incoming, &uri, now);
         let who = match &display {
             Some(d) => format!("\"{d}\" <{uri}>"),
             None => uri.clone(),
@@ -834,8 +839,8 @@ impl App {
             (Direction::Incoming, EndReason::RemoteCancelled) => "missed".to_string(),
             _ => describe_end(reason),
         };
-        let started = std::time::SystemTime::now()
-            - Instant::now().saturating_duration_since(c.created);
+        let started =
+            std::time::SystemTime::now() - Instant::now().saturating_duration_since(c.created);
         let record = history::Record {
             time: history::utc_timestamp(started),
             direction: match c.direction {
@@ -914,11 +919,8 @@ impl App {
                 for l in &self.lines {
                     l.phone.set_trace(on);
                 }
-                self.out.line(if on {
-                    "SIP trace on"
-                } else {
-                    "SIP trace off"
-                });
+                self.out
+                    .line(if on { "SIP trace on" } else { "SIP trace off" });
             }
             Command::Help(spec) => {
                 let text = command::help(spec);
@@ -958,19 +960,15 @@ impl App {
         self.hold_others(0).await;
         let line = &self.lines[0];
         let next_hop = line.account.as_ref().map(account::next_hop);
-        let handle = line
-            .phone
-            .dial_via(&uri, io, next_hop)
-            .await
-            .map_err(|e| {
-                let exit = match e {
-                    DriverError::BadTarget { .. }
-                    | DriverError::Unsupported { .. }
-                    | DriverError::Ua(crate::ua::UaError::BadTarget { .. }) => Exit::Usage,
-                    _ => Exit::Network,
-                };
-                Fail::new(exit, format!("call {uri}: {e}"))
-            })?;
+        let handle = line.phone.dial_via(&uri, io, next_hop).await.map_err(|e| {
+            let exit = match e {
+                DriverError::BadTarget { .. }
+                | DriverError::Unsupported { .. }
+                | DriverError::Ua(crate::ua::UaError::BadTarget { .. }) => Exit::Usage,
+                _ => Exit::Network,
+            };
+            Fail::new(exit, format!("call {uri}: {e}"))
+        })?;
         let id = self
             .calls
             .add(0, handle, Direction::Outgoing, &uri, Instant::now());
@@ -995,7 +993,10 @@ impl App {
         let phone = &self.lines[c.line].phone;
         if let Err(e) = phone.answer(c.handle, io).await {
             phone.reject(c.handle, 503);
-            return Err(Fail::new(Exit::Failed, format!("cannot answer #{}: {e}", c.id)));
+            return Err(Fail::new(
+                Exit::Failed,
+                format!("cannot answer #{}: {e}", c.id),
+            ));
         }
         let _ = self.calls.set_current(c.id);
         Ok(())

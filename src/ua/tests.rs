@@ -639,8 +639,15 @@ fn dtmf_sent_by_sip_info_reaches_the_peer_in_order_and_before_the_answer_is_refu
         .collect();
     assert_eq!(digits, ['7', '#']);
     assert_eq!(p.sent("a", "INFO "), 2, "one INFO per digit");
-    assert_eq!(p.sent("b", "SIP/2.0 200"), 3, "200 for the INVITE and each INFO");
-    assert!(ended(&p.a_events).is_none(), "the 200s to INFO do not end the call");
+    assert_eq!(
+        p.sent("b", "SIP/2.0 200"),
+        3,
+        "200 for the INVITE and each INFO"
+    );
+    assert!(
+        ended(&p.a_events).is_none(),
+        "the 200s to INFO do not end the call"
+    );
     assert!(matches!(
         p.a.send_info_dtmf(999, "1", p.now),
         Err(UaError::NoSuchCall { .. })

@@ -245,25 +245,48 @@ pub enum DevicesAction {
 pub enum Command {
     /// An empty line or a comment (`# ...`).
     Nothing,
-    Call { target: String },
-    Answer { call: Option<CallId> },
-    Reject { code: u16 },
+    Call {
+        target: String,
+    },
+    Answer {
+        call: Option<CallId>,
+    },
+    Reject {
+        code: u16,
+    },
     Hangup(Which),
-    Hold { call: Option<CallId> },
-    Resume { call: Option<CallId> },
+    Hold {
+        call: Option<CallId>,
+    },
+    Resume {
+        call: Option<CallId>,
+    },
     Mute(bool),
-    Dtmf { digits: String },
-    Transfer { target: String },
+    Dtmf {
+        digits: String,
+    },
+    Transfer {
+        target: String,
+    },
     Calls,
-    Switch { call: CallId },
+    Switch {
+        call: CallId,
+    },
     Reg(RegAction),
     Accounts,
     Devices(DevicesAction),
-    Stats { call: Option<CallId> },
-    History { count: usize },
+    Stats {
+        call: Option<CallId>,
+    },
+    History {
+        count: usize,
+    },
     Trace(bool),
     Wait(Duration),
-    WaitFor { event: String, timeout: Duration },
+    WaitFor {
+        event: String,
+        timeout: Duration,
+    },
     Help(Option<&'static CommandSpec>),
     Quit,
 }
@@ -271,10 +294,21 @@ pub enum Command {
 /// Why a line is not a command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ParseError {
-    Unknown { word: String },
-    Missing { command: &'static str, what: &'static str },
-    TooMany { command: &'static str },
-    Bad { command: &'static str, arg: String, why: &'static str },
+    Unknown {
+        word: String,
+    },
+    Missing {
+        command: &'static str,
+        what: &'static str,
+    },
+    TooMany {
+        command: &'static str,
+    },
+    Bad {
+        command: &'static str,
+        arg: String,
+        why: &'static str,
+    },
 }
 
 impl fmt::Display for ParseError {
@@ -287,7 +321,11 @@ impl fmt::Display for ParseError {
                 write!(f, "{command}: missing {what} (usage: {})", usage(command))
             }
             ParseError::TooMany { command } => {
-                write!(f, "{command}: too many arguments (usage: {})", usage(command))
+                write!(
+                    f,
+                    "{command}: too many arguments (usage: {})",
+                    usage(command)
+                )
             }
             ParseError::Bad { command, arg, why } => write!(f, "{command}: {arg:?} {why}"),
         }
@@ -767,7 +805,13 @@ mod tests {
         assert_eq!(parse("help dtmf"), Ok(Command::Help(lookup("dtmf"))));
         assert_eq!(parse("help d"), Ok(Command::Help(lookup("dtmf"))));
         let one = help(lookup("dtmf"));
-        assert!(one.contains("RFC 4733") && one.contains("SIP INFO"), "{one}");
-        assert!(matches!(parse("help nosuch"), Err(ParseError::Unknown { .. })));
+        assert!(
+            one.contains("RFC 4733") && one.contains("SIP INFO"),
+            "{one}"
+        );
+        assert!(matches!(
+            parse("help nosuch"),
+            Err(ParseError::Unknown { .. })
+        ));
     }
 }

@@ -133,7 +133,11 @@ pub fn render(records: &[Record], count: usize) -> String {
         if !s.is_empty() {
             s.push('\n');
         }
-        let arrow = if r.direction == "incoming" { "<-" } else { "->" };
+        let arrow = if r.direction == "incoming" {
+            "<-"
+        } else {
+            "->"
+        };
         let dur = r
             .duration_s
             .map(|d| super::state::clock(Duration::from_secs_f64(d.max(0.0))))

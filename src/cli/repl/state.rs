@@ -283,7 +283,11 @@ mod tests {
         assert_eq!((a, b), (1, 2));
         assert_eq!(calls.current(), Some(b));
         let c = calls.add(1, 7, Direction::Incoming, "sip:dave@example.com", t0);
-        assert_eq!(calls.current(), Some(b), "a new incoming call does not steal it");
+        assert_eq!(
+            calls.current(),
+            Some(b),
+            "a new incoming call does not steal it"
+        );
         assert_eq!(calls.by_handle(0, 7), Some(a));
         assert_eq!(calls.by_handle(1, 7), Some(c));
         assert_eq!(calls.by_handle(1, 8), None);
@@ -294,7 +298,10 @@ mod tests {
         let t0 = Instant::now();
         let mut calls = Calls::default();
         assert_eq!(calls.pick(None).unwrap_err(), PickError::NoCall);
-        assert_eq!(calls.pick_incoming(None).unwrap_err(), PickError::NoIncoming);
+        assert_eq!(
+            calls.pick_incoming(None).unwrap_err(),
+            PickError::NoIncoming
+        );
         let a = calls.add(0, 1, Direction::Incoming, "sip:a@x", t0);
         let b = calls.add(0, 2, Direction::Incoming, "sip:b@x", t0);
         assert_eq!(calls.pick_incoming(None).unwrap().id, b);
@@ -302,7 +309,10 @@ mod tests {
         assert_eq!(calls.pick(Some(9)).unwrap_err(), PickError::NoSuchCall(9));
         calls.get_mut(b).unwrap().phase = Phase::Active;
         assert_eq!(calls.pick_incoming(None).unwrap().id, a);
-        assert_eq!(calls.pick_incoming(Some(b)).unwrap_err(), PickError::NoIncoming);
+        assert_eq!(
+            calls.pick_incoming(Some(b)).unwrap_err(),
+            PickError::NoIncoming
+        );
         assert_eq!(calls.others_talking(a), vec![b]);
     }
 
@@ -333,7 +343,13 @@ mod tests {
             calls.prompt("alice@example.com registered", t0),
             "[alice@example.com registered]> "
         );
-        let a = calls.add(0, 1, Direction::Outgoing, "sip:bob@example.com;transport=udp", t0);
+        let a = calls.add(
+            0,
+            1,
+            Direction::Outgoing,
+            "sip:bob@example.com;transport=udp",
+            t0,
+        );
         assert_eq!(
             calls.prompt("x", t0 + Duration::from_secs(1)),
             "[#1 bob@example.com calling   00:01]> "

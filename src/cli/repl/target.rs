@@ -153,7 +153,11 @@ mod tests {
             Ok("sip:1001@example.com".into())
         );
         assert_eq!(
-            resolve("+1 (555)".replace(' ', "").as_str(), &c, Some("pbx.example.org:5070")),
+            resolve(
+                "+1 (555)".replace(' ', "").as_str(),
+                &c,
+                Some("pbx.example.org:5070")
+            ),
             Ok("sip:+1555@pbx.example.org:5070".into())
         );
         assert_eq!(
@@ -198,10 +202,7 @@ mod tests {
             resolve("127.0.0.1:5062", &c, d),
             Ok("sip:127.0.0.1:5062".into())
         );
-        assert_eq!(
-            resolve("192.0.2.7", &c, d),
-            Ok("sip:192.0.2.7".into())
-        );
+        assert_eq!(resolve("192.0.2.7", &c, d), Ok("sip:192.0.2.7".into()));
         assert_eq!(resolve("[::1]:5062", &c, d), Ok("sip:[::1]:5062".into()));
     }
 

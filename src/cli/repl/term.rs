@@ -71,7 +71,10 @@ pub fn redrawn_prompt(shown: &str, live: &str) -> Option<String> {
 /// The start of the word being completed and the candidates for it.
 pub fn complete_line(line: &str, pos: usize, words: &Words) -> (usize, Vec<String>) {
     let before = &line[..pos];
-    let start = before.rfind(char::is_whitespace).map(|i| i + 1).unwrap_or(0);
+    let start = before
+        .rfind(char::is_whitespace)
+        .map(|i| i + 1)
+        .unwrap_or(0);
     let partial = &before[start..];
     let previous: Vec<&str> = before[..start].split_whitespace().collect();
     let matching = |options: &mut dyn Iterator<Item = &str>| -> Vec<String> {
@@ -89,9 +92,10 @@ pub fn complete_line(line: &str, pos: usize, words: &Words) -> (usize, Vec<Strin
         .map(|c| c.name);
     match (command, previous.len()) {
         (_, 0) => (start, matching(&mut COMMANDS.iter().map(|c| c.name))),
-        (Some("call" | "transfer"), 1) => {
-            (start, matching(&mut words.contacts.iter().map(String::as_str)))
-        }
+        (Some("call" | "transfer"), 1) => (
+            start,
+            matching(&mut words.contacts.iter().map(String::as_str)),
+        ),
         (Some("help"), 1) => (start, matching(&mut COMMANDS.iter().map(|c| c.name))),
         (Some("trace"), 1) => (start, matching(&mut ["on", "off"].into_iter())),
         (Some("reg"), 1) => (start, matching(&mut ["refresh", "off"].into_iter())),
@@ -303,8 +307,10 @@ fn editor_loop(
                     let answer = rl.readline("quit sipline? (y/N) ");
                     tracing::debug!("quit question: {answer:?}");
                     let quit = match answer {
-                        Ok(a) => a.trim().eq_ignore_ascii_case("y")
-                            || a.trim().eq_ignore_ascii_case("yes"),
+                        Ok(a) => {
+                            a.trim().eq_ignore_ascii_case("y")
+                                || a.trim().eq_ignore_ascii_case("yes")
+                        }
                         Err(ReadlineError::Interrupted | ReadlineError::Eof) => true,
                         Err(_) => false,
                     };
@@ -378,8 +384,14 @@ mod tests {
     #[test]
     fn tab_completes_command_names_first() {
         let w = words();
-        assert_eq!(complete_line("ca", 2, &w), (0, vec!["call".into(), "calls".into()]));
-        assert_eq!(complete_line("wait", 4, &w), (0, vec!["wait".into(), "wait-for".into()]));
+        assert_eq!(
+            complete_line("ca", 2, &w),
+            (0, vec!["call".into(), "calls".into()])
+        );
+        assert_eq!(
+            complete_line("wait", 4, &w),
+            (0, vec!["wait".into(), "wait-for".into()])
+        );
         assert_eq!(complete_line("zz", 2, &w), (0, vec![]));
     }
 
@@ -391,7 +403,10 @@ mod tests {
             (5, vec!["bob".into(), "bobby".into()])
         );
         assert_eq!(complete_line("c ca", 4, &w), (2, vec!["carol".into()]));
-        assert_eq!(complete_line("transfer c", 10, &w), (9, vec!["carol".into()]));
+        assert_eq!(
+            complete_line("transfer c", 10, &w),
+            (9, vec!["carol".into()])
+        );
         assert_eq!(complete_line("call bob x", 10, &w), (9, vec![]));
     }
 
@@ -412,7 +427,10 @@ mod tests {
     #[test]
     fn tab_completes_fixed_words() {
         let w = words();
-        assert_eq!(complete_line("trace o", 7, &w), (6, vec!["off".into(), "on".into()]));
+        assert_eq!(
+            complete_line("trace o", 7, &w),
+            (6, vec!["off".into(), "on".into()])
+        );
         assert_eq!(complete_line("reg r", 5, &w), (4, vec!["refresh".into()]));
         assert_eq!(complete_line("help dt", 7, &w), (5, vec!["dtmf".into()]));
         assert_eq!(
@@ -432,10 +450,7 @@ mod tests {
             redrawn_prompt(shown, "[#1 bob@x on hold   00:07 +1]> "),
             None
         );
-        assert_eq!(
-            redrawn_prompt("[a]> ", "[b]> ").as_deref(),
-            Some("[b]> ")
-        );
+        assert_eq!(redrawn_prompt("[a]> ", "[b]> ").as_deref(), Some("[b]> "));
         assert_eq!(redrawn_prompt("[a]> ", ""), None);
         assert_eq!(redrawn_prompt("quit sipline? (y/N) ", "[a]> "), None);
     }
