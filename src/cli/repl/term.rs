@@ -444,13 +444,17 @@ mod tests {
         let shown = "[#1 bob@x calling   00:00]> ";
         assert_eq!(
             redrawn_prompt(shown, "[#1 bob@x active    00:07]> ").as_deref(),
-            Some("[#1 bob@x active    00:07]>  ")
+            Some("[#1 bob@x active    00:07]> ")
         );
         assert_eq!(
             redrawn_prompt(shown, "[#1 bob@x on hold   00:07 +1]> "),
             None
         );
-        assert_eq!(redrawn_prompt("[a]> ", "[b]> ").as_deref(), Some("[b]> "));
+        assert_eq!(
+            redrawn_prompt("[sipline :5060]> ", "[b]> ").as_deref(),
+            Some("[b]>             "),
+            "a shorter prompt is padded: the typed text keeps its column"
+        );
         assert_eq!(redrawn_prompt("[a]> ", ""), None);
         assert_eq!(redrawn_prompt("quit sipline? (y/N) ", "[a]> "), None);
     }
