@@ -63,6 +63,12 @@ fn phone_registers_every_account_dials_a_contact_by_name_and_unregisters_on_quit
         "hangup 1",
         "wait-for ended",
         "wait-for ended",
+        "reg off",
+        "wait-for unregistered",
+        "wait-for unregistered",
+        "reg refresh",
+        "wait-for registered",
+        "wait-for registered",
     ];
     let mut args = vec![
         "--bind",
@@ -107,7 +113,9 @@ fn phone_registers_every_account_dials_a_contact_by_name_and_unregisters_on_quit
     let calls = &of(&events, "calls")[0]["calls"];
     assert_eq!(calls.as_array().unwrap().len(), 2);
     assert_eq!(of(&events, "ended").len(), 2);
-    // quit removed both bindings.
-    assert_eq!(of(&events, "unregistered").len(), 2, "{events:?}");
+    // reg off, then quit, removed both bindings; reg refresh in between
+    // registered them again.
+    assert_eq!(of(&events, "unregistered").len(), 4, "{events:?}");
+    assert_eq!(of(&events, "registered").len(), 4, "{events:?}");
     assert!(k.bindings("alice").is_empty() && k.bindings("bob").is_empty());
 }

@@ -65,6 +65,7 @@ fn e_script_calls_sends_dtmf_holds_resumes_and_hangs_up_with_exit_0() {
     let target = format!("call sip:bob@127.0.0.1:{port}");
     let mut args = phone_args(&[]);
     let script = [
+        "trace on",
         target.as_str(),
         "wait-for answered",
         "dtmf 1#",
@@ -99,6 +100,20 @@ fn e_script_calls_sends_dtmf_holds_resumes_and_hangs_up_with_exit_0() {
             "ended",
             "history",
         ],
+    );
+    // trace on: every SIP message is an event; the INVITE among them.
+    let sip = of(&events, "sip");
+    assert!(
+        sip.iter().any(|e| e["direction"] == "sent"
+            && e["text"]
+                .as_str()
+                .unwrap()
+                .starts_with("INVITE sip:bob@127.0.0.1")),
+        "{sip:?}"
+    );
+    assert!(
+        sip.iter().any(|e| e["direction"] == "received"
+            && e["text"].as_str().unwrap().starts_with("SIP/2.0 180"))
     );
     let sent = of(&events, "dtmf_sent")[0];
     assert_eq!(sent["digits"], "1#");
@@ -180,6 +195,14 @@ fn script_failures_stop_the_script_with_the_documented_exit_codes() {
         &env(&data),
     );
     assert_eq!(p.wait_exit(SECS).0, 10);
+
+    // A sound device that does not exist: audio error (7).
+    let mut p = Sipline::spawn(
+        "phone",
+        &phone_args(&["-e", "devices in no-such-device-here"]),
+        &env(&data),
+    );
+    assert_eq!(p.wait_exit(SECS).0, 7);
 
     // A number without an account domain: usage error.
     let mut p = Sipline::spawn("phone", &phone_args(&["-e", "call 1001"]), &env(&data));
