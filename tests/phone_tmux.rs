@@ -96,6 +96,15 @@ impl Tmux {
         self.wait_for(&format!("{text:?}"), |s| s.contains(text))
     }
 
+    /// The process running in the pane (the phone: its command is exec'd).
+    fn pane_pid(&self) -> u32 {
+        let out = self
+            .cmd(&["list-panes", "-t", "phone", "-F", "#{pane_pid}"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    }
+
     fn pane_dead(&self) -> bool {
         let out = self
             .cmd(&["list-panes", "-t", "phone", "-F", "#{pane_dead}"])
@@ -124,7 +133,7 @@ fn last_line(screen: &str) -> String {
 /// The phone's command line (stderr logs go to a file, not the screen).
 fn phone_command(dir: &std::path::Path) -> String {
     format!(
-        "env XDG_CONFIG_HOME=/nonexistent/sipline-test-config XDG_DATA_HOME={data} \
+        "exec env XDG_CONFIG_HOME=/nonexistent/sipline-test-config XDG_DATA_HOME={data} \
          {bin} --bind 127.0.0.1 --local-port 0 --null-audio 2>{log}",
         data = dir.display(),
         bin = env!("CARGO_BIN_EXE_sipline"),
@@ -287,4 +296,48 @@ fn tmux_ctrl_c_on_an_empty_line_asks_before_quitting_and_ctrl_d_quits() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+#[test]
+fn tmux_sigterm_while_a_line_is_typed_exits_and_restores_the_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    // The shell stays to record the terminal settings after the phone.
+    let stty = dir.path().join("stty.txt");
+    let command = phone_command(dir.path()).replacen("exec ", "", 1)
+        + &format!("; stty -a > {}; sleep 30", stty.display());
+    let tmux = Tmux::start("term", &command);
+    tmux.wait_for("the prompt", |s| last_line(s).ends_with("]>"));
+    tmux.type_text("call sip:unfinish");
+    tmux.wait_for("the half line", |s| last_line(s).ends_with("sip:unfinish"));
+    let shell = tmux.pane_pid();
+    let out = Command::new("pgrep")
+        .args(["-P", &shell.to_string()])
+        .output()
+        .unwrap();
+    let pid: u32 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("the phone runs under the pane's shell");
+    let ok = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let deadline = Instant::now() + SECS;
+    while !stty.exists() || std::fs::read_to_string(&stty).unwrap().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "SIGTERM did not end the phone:\n{}",
+            tmux.screen()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    tmux.wait_text("interrupted: hanging up and quitting");
+    // Line editing and echo are back on (rustyline had turned them off).
+    let settings = std::fs::read_to_string(&stty).unwrap();
+    let words: Vec<&str> = settings.split_whitespace().collect();
+    assert!(
+        words.contains(&"icanon") && words.contains(&"echo"),
+        "{settings}"
+    );
 }

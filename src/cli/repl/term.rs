@@ -207,6 +207,11 @@ pub struct Terminal {
     pub input: mpsc::UnboundedReceiver<Input>,
     prompts: std::sync::mpsc::Sender<String>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// The editor is reading a line (the terminal is in raw mode).
+    editing: Arc<AtomicBool>,
+    /// `stty -g` before the editor started, to restore the terminal when
+    /// the phone stops in the middle of a line (SIGTERM).
+    saved_stty: Option<String>,
 }
 
 impl Terminal {
@@ -240,17 +245,28 @@ impl Terminal {
             tracing::warn!("cannot read the prompt history {}: {e}", h.display());
         }
         let printer: Printer = Box::new(rl.create_external_printer()?);
+        let saved_stty = std::process::Command::new("stty")
+            .arg("-g")
+            .stdin(std::process::Stdio::inherit())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+        let editing = Arc::new(AtomicBool::new(false));
+        let editing2 = editing.clone();
         let (line_tx, input) = mpsc::unbounded_channel();
         let (prompts, prompt_rx) = std::sync::mpsc::channel::<String>();
         let thread = std::thread::Builder::new()
             .name("sipline-editor".into())
-            .spawn(move || editor_loop(rl, prompt_rx, line_tx, empty, history))
+            .spawn(move || editor_loop(rl, prompt_rx, line_tx, empty, editing2, history))
             .map_err(ReadlineError::Io)?;
         Ok((
             Terminal {
                 input,
                 prompts,
                 thread: Some(thread),
+                editing,
+                saved_stty,
             },
             printer,
         ))
@@ -261,13 +277,29 @@ impl Terminal {
         let _ = self.prompts.send(prompt);
     }
 
-    /// Ends the editor thread (it is waiting for a prompt: no line is
-    /// being edited) and saves the history.
+    /// Ends the editor thread and saves the history. When a line is
+    /// being edited (the phone stops on a signal), the thread cannot be
+    /// woken: the terminal's settings are restored instead and the thread
+    /// ends with the process.
     pub fn stop(mut self) {
         let Terminal {
-            prompts, thread, ..
+            prompts,
+            thread,
+            editing,
+            saved_stty,
+            ..
         } = &mut self;
         drop(std::mem::replace(prompts, std::sync::mpsc::channel().0));
+        if editing.load(Ordering::SeqCst) {
+            if let Some(saved) = saved_stty {
+                let _ = std::process::Command::new("stty")
+                    .arg(saved.as_str())
+                    .stdin(std::process::Stdio::inherit())
+                    .status();
+            }
+            println!();
+            return;
+        }
         if let Some(t) = thread.take() {
             let _ = t.join();
         }
@@ -279,6 +311,7 @@ fn editor_loop(
     prompts: std::sync::mpsc::Receiver<String>,
     lines: mpsc::UnboundedSender<Input>,
     empty: Arc<AtomicBool>,
+    editing: Arc<AtomicBool>,
     history: Option<PathBuf>,
 ) {
     let save = |rl: &mut Editor<PhoneHelper, DefaultHistory>| {
@@ -294,7 +327,10 @@ fn editor_loop(
     'prompts: while let Ok(prompt) = prompts.recv() {
         loop {
             empty.store(true, Ordering::SeqCst);
-            match rl.readline(&prompt) {
+            editing.store(true, Ordering::SeqCst);
+            let read = rl.readline(&prompt);
+            editing.store(false, Ordering::SeqCst);
+            match read {
                 Ok(line) => {
                     save(&mut rl);
                     if lines.send(Input::Line(line)).is_err() {
@@ -304,7 +340,9 @@ fn editor_loop(
                 }
                 Err(ReadlineError::Interrupted) if empty.load(Ordering::SeqCst) => {
                     // Ctrl-C on an empty line: ask before quitting.
+                    editing.store(true, Ordering::SeqCst);
                     let answer = rl.readline("quit sipline? (y/N) ");
+                    editing.store(false, Ordering::SeqCst);
                     tracing::debug!("quit question: {answer:?}");
                     let quit = match answer {
                         Ok(a) => {
