@@ -230,6 +230,10 @@ pub async fn run(args: PhoneArgs, emit: Emitter) -> Exit {
             _ = signals.recv() => {
                 app.out.line("interrupted: hanging up and quitting");
                 app.quit = true;
+                if app.script {
+                    // The script did not run to its end.
+                    app.exit = Exit::Interrupted;
+                }
             }
         }
         app.update_live_prompt();
