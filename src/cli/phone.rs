@@ -35,7 +35,7 @@ use super::repl::command::{self, CallId, Command, DevicesAction, RegAction, Whic
 use super::repl::history;
 use super::repl::state::{CallEntry, Calls, Direction, Phase, clock, short_peer};
 use super::repl::target;
-use super::repl::term::{self, Input, LivePrompt, Printer, SharedWords, Terminal, Words};
+use super::repl::term::{self, Input, LivePrompt, PrintQueue, SharedWords, Terminal, Words};
 use super::repl::waits::EventLog;
 use super::{Signals, phone_config_for, rtp_timeout};
 use crate::media::audio::AudioFormat;
@@ -114,7 +114,9 @@ pub async fn run(args: PhoneArgs, emit: Emitter) -> Exit {
             Ok((mut t, p)) => {
                 let (_, placeholder) = mpsc::unbounded_channel();
                 let rx = std::mem::replace(&mut t.input, placeholder);
-                (Some(t), rx, Some(p))
+                let queue = PrintQueue::start(p);
+                term::route_logs(Some(queue.clone()));
+                (Some(t), rx, Some(queue))
             }
             Err(e) => {
                 tracing::warn!("no line editor ({e}): reading plain lines");
@@ -247,6 +249,7 @@ pub async fn run(args: PhoneArgs, emit: Emitter) -> Exit {
     }
     app.shutdown(&mut events).await;
     if let Some(t) = terminal {
+        term::route_logs(None);
         t.stop();
     }
     app.exit
@@ -411,7 +414,7 @@ struct Wait {
 struct Out {
     json: bool,
     /// Above the prompt (terminal); None: plain stdout.
-    printer: Option<Printer>,
+    printer: Option<PrintQueue>,
 }
 
 impl Out {
@@ -450,12 +453,9 @@ impl Out {
 
     fn print(&mut self, text: String) {
         use std::io::Write;
-        if let Some(p) = self.printer.as_mut() {
-            // Between two prompts the printer writes the text as it is
-            // (no line end is added, unlike during the prompt).
-            if p.print(format!("{text}\n")).is_ok() {
-                return;
-            }
+        if let Some(p) = self.printer.as_ref() {
+            p.print(text);
+            return;
         }
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{text}");
@@ -682,7 +682,7 @@ impl App {
                 method,
                 status,
                 detail,
-            }) => tracing::info!("refused a {method} with {status}: {detail}"),
+            }) => tracing::debug!("refused a {method} with {status}: {detail}"),
             PhoneEvent::Ua(UaEvent::Held { call }) => {
                 self.hold_event(line, call, "held", |c| c.held = true, "on hold")
             }

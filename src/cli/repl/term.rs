@@ -201,6 +201,85 @@ impl ConditionalEventHandler for CtrlC {
 /// Prints lines above the prompt.
 pub type Printer = Box<dyn ExternalPrinter + Send>;
 
+/// Lines for the printer, printed in order by a thread of their own:
+/// rustyline's printer may wait until the editor reads again, and the
+/// phone must never wait for that (the editor waits for the phone's next
+/// prompt).
+#[derive(Clone)]
+pub struct PrintQueue(std::sync::mpsc::Sender<String>);
+
+impl PrintQueue {
+    /// Starts the printing thread.
+    pub fn start(mut printer: Printer) -> PrintQueue {
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            while let Ok(text) = rx.recv() {
+                // Between two prompts the printer writes the text as it
+                // is (no line end is added, unlike during the prompt).
+                if printer.print(format!("{text}\n")).is_err() {
+                    eprintln!("{text}");
+                }
+            }
+        });
+        PrintQueue(tx)
+    }
+
+    pub fn print(&self, text: String) {
+        if let Err(e) = self.0.send(text) {
+            eprintln!("{}", e.0);
+        }
+    }
+}
+
+/// Where log lines go while the prompt is up (see [`LogWriter`]).
+static LOG_QUEUE: Mutex<Option<PrintQueue>> = Mutex::new(None);
+
+/// Sends the log (tracing) lines above the prompt from now on, instead of
+/// straight to stderr where they would break the line being typed;
+/// `None` goes back to stderr.
+pub fn route_logs(queue: Option<PrintQueue>) {
+    *LOG_QUEUE.lock().unwrap_or_else(|e| e.into_inner()) = queue;
+}
+
+/// A `tracing_subscriber` writer: one log line to stderr, or above the
+/// prompt after [`route_logs`].
+#[derive(Default)]
+pub struct LogWriter(Vec<u8>);
+
+impl LogWriter {
+    /// For `tracing_subscriber::fmt().with_writer(LogWriter::make)`.
+    pub fn make() -> LogWriter {
+        LogWriter::default()
+    }
+}
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for LogWriter {
+    fn drop(&mut self) {
+        if self.0.is_empty() {
+            return;
+        }
+        let queue = LOG_QUEUE.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match queue {
+            Some(q) => q.print(String::from_utf8_lossy(&self.0).trim_end().to_string()),
+            None => {
+                use std::io::Write;
+                let _ = std::io::stderr().lock().write_all(&self.0);
+            }
+        }
+    }
+}
+
 /// The running editor: its lines arrive on `input`; give it each prompt
 /// with [`Terminal::prompt`].
 pub struct Terminal {
