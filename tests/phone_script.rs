@@ -332,3 +332,55 @@ fn transfer_refers_the_peer_to_a_third_party_and_our_call_ends() {
     let _ = peer.wait_exit(SECS);
     let _ = third.wait_exit(SECS);
 }
+
+#[test]
+fn devices_out_switches_the_current_call_and_finishes_the_old_recording() {
+    let data = tempfile::tempdir().unwrap();
+    let tone = data.path().join("tone.wav");
+    proc::write_tone_wav(&tone, 1000.0, 8000, 1, 5.0, 0.5);
+    let (mut peer, port) = Sipline::answer(&["--null-audio", "--play", tone.to_str().unwrap()]);
+    let rec = data.path().join("rec.wav");
+    let call = format!("call sip:bob@127.0.0.1:{port}");
+    let mut phone = Sipline::spawn(
+        "phone",
+        &phone_args(&[
+            "--record",
+            rec.to_str().unwrap(),
+            "-e",
+            &call,
+            "-e",
+            "wait-for answered",
+            "-e",
+            "wait 1",
+            "-e",
+            "devices out none",
+            "-e",
+            "wait 1.5",
+            "-e",
+            "hangup",
+            "-e",
+            "wait-for ended",
+        ]),
+        &env(&data),
+    );
+    let (code, events) = phone.wait_exit(SECS);
+    assert_eq!(code, 0, "events {events:?}\n{}", phone.stderr());
+    let switched = of(&events, "output");
+    assert!(
+        switched
+            .iter()
+            .any(|e| e["text"] == "output device for this call and the next ones: none"),
+        "{events:?}"
+    );
+    // The recording was the call's sink until the switch: about 1 s of
+    // the 2.5 s call, complete and readable.
+    let (samples, rate) = proc::read_wav(&rec);
+    let secs = samples.len() as f64 / f64::from(rate);
+    assert!((0.6..1.8).contains(&secs), "recorded {secs:.2} s");
+    assert!(
+        !proc::tone_part(&samples, rate).is_empty(),
+        "the tone was recorded"
+    );
+    peer.signal("TERM");
+    let _ = peer.wait_exit(SECS);
+}

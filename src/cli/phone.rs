@@ -1328,17 +1328,50 @@ impl App {
                 ));
             }
             DevicesAction::Input(name) => {
-                self.out
-                    .line(&format!("input device for the next calls: {name}"));
+                let now = self.switch_device(&name, true).await?;
+                self.out.line(&format!("input device{now}: {name}"));
                 self.common.input_device = Some(name);
             }
             DevicesAction::Output(name) => {
-                self.out
-                    .line(&format!("output device for the next calls: {name}"));
+                let now = self.switch_device(&name, false).await?;
+                self.out.line(&format!("output device{now}: {name}"));
                 self.common.output_device = Some(name);
             }
         }
         Ok(())
+    }
+
+    /// Moves the current answered call to the device `name` (capture
+    /// when `input`); returns the words for the message.
+    async fn switch_device(&mut self, name: &str, input: bool) -> Result<&'static str, Fail> {
+        let Ok(c) = self.calls.pick(None).cloned() else {
+            return Ok(" for the next calls");
+        };
+        if c.phase != Phase::Active {
+            return Ok(" for the next calls");
+        }
+        let choice: crate::media::audio::DeviceChoice = name
+            .parse()
+            .unwrap_or(crate::media::audio::DeviceChoice::Default);
+        let format = AudioFormat::NARROWBAND;
+        let audio = |e: crate::media::audio::AudioError| Fail::new(Exit::Audio, e.to_string());
+        let (source, sink) = if input {
+            (
+                Some(crate::media::audio::open_capture(&choice, format).map_err(audio)?),
+                None,
+            )
+        } else {
+            (
+                None,
+                Some(crate::media::audio::open_playback(&choice, format).map_err(audio)?),
+            )
+        };
+        self.lines[c.line]
+            .phone
+            .set_audio(c.handle, source, sink)
+            .await
+            .map_err(|e| Fail::new(Exit::Failed, format!("#{}: {e}", c.id)))?;
+        Ok(" for this call and the next ones")
     }
 
     async fn stats(&mut self, call: Option<CallId>) -> Result<(), Fail> {

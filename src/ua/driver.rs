@@ -131,6 +131,13 @@ enum Command {
         reg: RegHandle,
         reply: oneshot::Sender<bool>,
     },
+    /// Replace a call's audio source and/or sink (another device).
+    SetAudio {
+        call: CallHandle,
+        source: Option<Box<dyn AudioSource>>,
+        sink: Option<Box<dyn AudioSink>>,
+        reply: oneshot::Sender<Result<(), DriverError>>,
+    },
 }
 
 /// What to register (RFC 3261 §10.2).
@@ -378,6 +385,27 @@ impl Phone {
             .send(Command::InfoDtmf {
                 call,
                 digits: digits.to_string(),
+                reply,
+            })
+            .map_err(|_| DriverError::Stopped)?;
+        rx.await.map_err(|_| DriverError::Stopped)?
+    }
+
+    /// Replaces the audio source and/or sink of a live call (e.g. another
+    /// sound device); the old sink is finished (a WAV recording is
+    /// completed).
+    pub async fn set_audio(
+        &self,
+        call: CallHandle,
+        source: Option<Box<dyn AudioSource>>,
+        sink: Option<Box<dyn AudioSink>>,
+    ) -> Result<(), DriverError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::SetAudio {
+                call,
+                source,
+                sink,
                 reply,
             })
             .map_err(|_| DriverError::Stopped)?;
@@ -761,6 +789,31 @@ impl Driver {
             }
             Command::RefreshRegistration { reg, reply } => {
                 let _ = reply.send(self.ua.refresh_registration(reg, now));
+            }
+            Command::SetAudio {
+                call,
+                source,
+                sink,
+                reply,
+            } => {
+                let r = match self.calls.get_mut(&call) {
+                    Some(m) => {
+                        if let Some(src) = source {
+                            m.io.source = src;
+                            m.source_finished = false;
+                        }
+                        if let Some(snk) = sink {
+                            let mut old = std::mem::replace(&mut m.io.sink, snk);
+                            if let Err(e) = old.finish() {
+                                tracing::warn!("finishing audio output: {e}");
+                            }
+                            m.sink_failed = false;
+                        }
+                        Ok(())
+                    }
+                    None => Err(super::agent::UaError::NoSuchCall { call }.into()),
+                };
+                let _ = reply.send(r);
             }
         }
     }

@@ -128,9 +128,9 @@ pub const COMMANDS: &[CommandSpec] = &[
         name: "devices",
         alias: "dev",
         usage: "devices [in|out <name>]",
-        summary: "list sound devices; choose the input or output device",
-        detail: "The chosen device is used from the next call on. `default` and `none` are \
-                 accepted as names.",
+        summary: "list sound devices; switch the input or output device",
+        detail: "The chosen device is used at once in the current call and in the next \
+                 calls. `default` and `none` are accepted as names.",
     },
     CommandSpec {
         name: "stats",
