@@ -33,14 +33,13 @@ use super::exit::Exit;
 use super::io::{check_io, open_io};
 use super::repl::command::{self, CallId, Command, DevicesAction, RegAction, Which};
 use super::repl::history;
-use super::repl::state::{CallEntry, Calls, Direction, Phase, clock, short_peer};
+use super::repl::state::{CallEntry, Calls, Direction, Phase, caller, clock, short_peer};
 use super::repl::target;
 use super::repl::term::{self, Input, LivePrompt, PrintQueue, SharedWords, Terminal, Words};
 use super::repl::waits::EventLog;
 use super::{Signals, phone_config_for, rtp_timeout};
 use crate::media::audio::AudioFormat;
 use crate::media::session::DtmfError;
-use crate::sip::header::name_addr::NameAddr;
 use crate::ua::accounts::{RegEvent, RegHandle};
 use crate::ua::driver::{DriverError, RegisterSpec};
 use crate::ua::{CallHandle, EndReason, Phone, PhoneEvent, UaEvent};
@@ -792,15 +791,8 @@ impl App {
     }
 
     fn on_incoming(&mut self, line: usize, call: CallHandle, from: &str, to: &str, now: Instant) {
-        let (display, uri) = match NameAddr::parse(from) {
-            Ok(na) => (na.display, na.uri.to_string()),
-            Err(_) => (None, from.to_string()),
-        };
+        let (display, uri, who) = caller(from);
         let id = self.calls.add(line, call, Direction::Incoming, &uri, now);
-        let who = match &display {
-            Some(d) => format!("\"{d}\" <{uri}>"),
-            None => uri.clone(),
-        };
         let bell = self.out.bell();
         self.event(
             "incoming",

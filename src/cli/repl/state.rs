@@ -259,6 +259,23 @@ pub fn short_peer(uri: &str) -> &str {
     s.split([';', '?', '>']).next().unwrap_or(s)
 }
 
+/// The caller of an incoming call from its From header value: the
+/// display name (if any), the URI without header parameters such as the
+/// tag, and the text to show (`"Bob" <sip:bob@example.com>`).
+pub fn caller(from: &str) -> (Option<String>, String, String) {
+    match crate::sip::header::name_addr::NameAddr::parse(from) {
+        Ok(na) => {
+            let uri = na.uri.to_string();
+            let shown = match &na.display {
+                Some(d) if !d.is_empty() => format!("\"{d}\" <{uri}>"),
+                _ => uri.clone(),
+            };
+            (na.display.filter(|d| !d.is_empty()), uri, shown)
+        }
+        Err(_) => (None, from.to_string(), from.to_string()),
+    }
+}
+
 /// `mm:ss`, or `h:mm:ss` from an hour on.
 pub fn clock(d: Duration) -> String {
     let s = d.as_secs();
@@ -368,6 +385,30 @@ mod tests {
         assert_eq!(
             calls.prompt("x", now),
             "[#1 bob@example.com on hold   01:23 muted +1]> "
+        );
+    }
+
+    #[test]
+    fn the_caller_is_shown_with_display_name_and_without_the_tag() {
+        assert_eq!(
+            caller("\"Bob Smith\" <sip:bob@example.com>;tag=a1"),
+            (
+                Some("Bob Smith".into()),
+                "sip:bob@example.com".into(),
+                "\"Bob Smith\" <sip:bob@example.com>".into()
+            )
+        );
+        assert_eq!(
+            caller("<sip:carol@127.0.0.1:5070>;tag=x"),
+            (
+                None,
+                "sip:carol@127.0.0.1:5070".into(),
+                "sip:carol@127.0.0.1:5070".into()
+            )
+        );
+        assert_eq!(
+            caller("garbage <"),
+            (None, "garbage <".into(), "garbage <".into())
         );
     }
 
