@@ -215,7 +215,7 @@ pub async fn run(args: AnswerArgs, emit: Emitter) -> Exit {
 /// The recording of the `n`th answered call: `--record out.wav` names the
 /// first; later calls get `out-2.wav`, `out-3.wav`, ... so that calls never
 /// overwrite each other.
-fn numbered(path: &std::path::Path, n: u32) -> std::path::PathBuf {
+pub(crate) fn numbered(path: &std::path::Path, n: u32) -> std::path::PathBuf {
     if n <= 1 {
         return path.to_path_buf();
     }

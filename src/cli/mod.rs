@@ -1,5 +1,6 @@
-//! Command line: clap arguments, the `call`, `answer` and `loopback`
-//! commands, exit codes and JSON events.
+//! Command line: clap arguments, the interactive phone (`phone`, the
+//! default, with its command language in `repl`), the `call`, `answer`,
+//! `register` and `loopback` commands, exit codes and JSON events.
 
 pub mod account;
 pub mod answer;
@@ -10,7 +11,9 @@ pub mod events;
 pub mod exit;
 pub mod io;
 pub mod loopback;
+pub mod phone;
 pub mod register;
+pub mod repl;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -26,10 +29,12 @@ use crate::ua::{PhoneConfig, UaConfig};
 pub async fn run(cli: Cli) -> Exit {
     let emit = Emitter { json: cli.json };
     match cli.command {
-        Command::Call(a) => call::run(a, emit).await,
-        Command::Answer(a) => answer::run(a, emit).await,
-        Command::Loopback(a) => loopback::run(a, emit).await,
-        Command::Register(a) => register::run(a, emit).await,
+        None => phone::run(cli.phone, emit).await,
+        Some(Command::Phone(a)) => phone::run(a, emit).await,
+        Some(Command::Call(a)) => call::run(a, emit).await,
+        Some(Command::Answer(a)) => answer::run(a, emit).await,
+        Some(Command::Loopback(a)) => loopback::run(a, emit).await,
+        Some(Command::Register(a)) => register::run(a, emit).await,
     }
 }
 

@@ -192,6 +192,22 @@ impl UserAgent {
         }
     }
 
+    /// Sends a refreshing REGISTER now instead of at the refresh time
+    /// (RFC 3261 §10.2.4). False when the registration is not bound or a
+    /// REGISTER is already outstanding.
+    pub fn refresh_registration(&mut self, handle: RegHandle, now: Instant) -> bool {
+        let Some(entry) = self.accounts.regs.get_mut(&handle) else {
+            return false;
+        };
+        if entry.key.is_some() || entry.reg.state() != RegState::Registered {
+            return false;
+        }
+        entry.refreshing = true;
+        self.send_register(handle, now);
+        self.drain_tx(now);
+        true
+    }
+
     pub fn registration_state(&self, handle: RegHandle) -> Option<RegState> {
         self.accounts.regs.get(&handle).map(|r| r.reg.state())
     }

@@ -541,6 +541,39 @@ impl UserAgent {
         self.drain_tx(now);
     }
 
+    /// Sends DTMF digits as SIP INFO requests within the dialog, one per
+    /// digit, with an `application/dtmf-relay` body (`Signal=`,
+    /// `Duration=`), the de-facto format RFC 6086 §9 leaves to packages.
+    /// Used when RFC 4733 telephone-events were not negotiated. The
+    /// responses are not tracked.
+    pub fn send_info_dtmf(
+        &mut self,
+        call: CallHandle,
+        digits: &str,
+        now: Instant,
+    ) -> Result<(), UaError> {
+        let c = self.calls.get(&call).ok_or(UaError::NoSuchCall { call })?;
+        if c.state != CallState::Confirmed || c.dialog.is_none() {
+            return Err(UaError::WrongState {
+                call,
+                state: c.state,
+            });
+        }
+        let local_ip = c.local_ip;
+        for digit in digits.chars() {
+            let via = self.new_via(local_ip);
+            let c = self.calls.get_mut(&call).expect("checked above");
+            let dialog = c.dialog.as_mut().expect("checked above");
+            let mut info = dialog.create_request(Method::Info, &via, None);
+            let body = format!("Signal={digit}\r\nDuration=160\r\n");
+            info.set_body("application/dtmf-relay", body.into_bytes());
+            let dest = next_hop_addr(dialog, c.peer);
+            self.tx.send_request(info, dest, now)?;
+        }
+        self.drain_tx(now);
+        Ok(())
+    }
+
     /// §9.1: CANCEL copies the INVITE's Request-URI, Call-ID, To, From,
     /// CSeq number, Route and top Via (same branch).
     fn send_cancel(&mut self, call: CallHandle, now: Instant) {

@@ -148,6 +148,26 @@ enum Command {
     },
     /// Finish the current work and end the task.
     Shutdown,
+    /// Report every SIP message as [`PhoneEvent::SipTrace`] (or stop).
+    Trace(bool),
+    /// DTMF by SIP INFO (when RFC 4733 was not negotiated).
+    InfoDtmf {
+        call: CallHandle,
+        digits: String,
+        reply: oneshot::Sender<Result<(), DriverError>>,
+    },
+    /// Re-register now.
+    RefreshRegistration {
+        reg: RegHandle,
+        reply: oneshot::Sender<bool>,
+    },
+    /// Replace a call's audio source and/or sink (another device).
+    SetAudio {
+        call: CallHandle,
+        source: Option<Box<dyn AudioSource>>,
+        sink: Option<Box<dyn AudioSink>>,
+        reply: oneshot::Sender<Result<(), DriverError>>,
+    },
 }
 
 /// What to register (RFC 3261 §10.2).
@@ -194,6 +214,13 @@ pub enum PhoneEvent {
     Dtmf {
         call: CallHandle,
         digit: char,
+    },
+    /// A SIP message sent or received while tracing is on
+    /// ([`Phone::set_trace`]); Authorization values are masked.
+    SipTrace {
+        sent: bool,
+        peer: SocketAddr,
+        text: String,
     },
 }
 
@@ -287,6 +314,7 @@ impl Phone {
             route_cache: HashMap::new(),
             rtp_timeout: cfg.rtp_timeout,
             rtcp: cfg.rtcp,
+            trace: false,
             pending_transfers: Vec::new(),
             jitter_buffer: cfg.jitter_buffer,
             audio: AudioFormat::for_codecs(&cfg.codecs),
@@ -387,6 +415,59 @@ impl Phone {
 
     pub fn hangup(&self, call: CallHandle) {
         let _ = self.commands.send(Command::Hangup { call });
+    }
+
+    /// Sends DTMF digits as SIP INFO requests (`application/dtmf-relay`).
+    pub async fn send_info_dtmf(&self, call: CallHandle, digits: &str) -> Result<(), DriverError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::InfoDtmf {
+                call,
+                digits: digits.to_string(),
+                reply,
+            })
+            .map_err(|_| DriverError::Stopped)?;
+        rx.await.map_err(|_| DriverError::Stopped)?
+    }
+
+    /// Replaces the audio source and/or sink of a live call (e.g. another
+    /// sound device); the old sink is finished (a WAV recording is
+    /// completed).
+    pub async fn set_audio(
+        &self,
+        call: CallHandle,
+        source: Option<Box<dyn AudioSource>>,
+        sink: Option<Box<dyn AudioSink>>,
+    ) -> Result<(), DriverError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::SetAudio {
+                call,
+                source,
+                sink,
+                reply,
+            })
+            .map_err(|_| DriverError::Stopped)?;
+        rx.await.map_err(|_| DriverError::Stopped)?
+    }
+
+    /// Turns the [`PhoneEvent::SipTrace`] events on or off.
+    pub fn set_trace(&self, on: bool) {
+        let _ = self.commands.send(Command::Trace(on));
+    }
+
+    /// Sends a refreshing REGISTER now; false when the registration is
+    /// not bound or a REGISTER is outstanding.
+    pub async fn refresh_registration(&self, reg: RegHandle) -> bool {
+        let (reply, rx) = oneshot::channel();
+        if self
+            .commands
+            .send(Command::RefreshRegistration { reg, reply })
+            .is_err()
+        {
+            return false;
+        }
+        rx.await.unwrap_or(false)
     }
 
     /// Puts `call` on hold: returns once the re-INVITE (`a=sendonly`, or
@@ -612,6 +693,8 @@ struct Driver {
     route_cache: HashMap<IpAddr, IpAddr>,
     rtp_timeout: Option<Duration>,
     rtcp: RtcpOptions,
+    /// Report SIP messages as events.
+    trace: bool,
     /// REFERs accepted whose new call is still to be placed:
     /// (original call, target).
     pending_transfers: Vec<(CallHandle, String)>,
@@ -638,7 +721,7 @@ impl Driver {
             tokio::select! {
                 r = self.sip.recv(&mut buf) => match r {
                     Ok((n, from)) => {
-                        trace_sip("received from", from, &buf[..n]);
+                        self.trace_sip(false, from, &buf[..n]);
                         let local_ip = self.local_ip_towards(from);
                         self.ua.handle_datagram(&buf[..n], from, local_ip, std::time::Instant::now());
                     }
@@ -677,6 +760,16 @@ impl Driver {
                 idle = false;
                 tick.reset();
             }
+        }
+    }
+
+    /// Logs a SIP datagram at trace level and, while tracing is on,
+    /// reports it as an event; credentials are masked either way.
+    fn trace_sip(&self, sent: bool, peer: SocketAddr, data: &[u8]) {
+        trace_sip(if sent { "sent to" } else { "received from" }, peer, data);
+        if self.trace {
+            let text = super::digest::mask_message(&String::from_utf8_lossy(data));
+            let _ = self.events.send(PhoneEvent::SipTrace { sent, peer, text });
         }
     }
 
@@ -777,6 +870,43 @@ impl Driver {
                 let _ = reply.send(stats);
             }
             Command::Shutdown => {}
+            Command::Trace(on) => self.trace = on,
+            Command::InfoDtmf {
+                call,
+                digits,
+                reply,
+            } => {
+                let r = self.ua.send_info_dtmf(call, &digits, now);
+                let _ = reply.send(r.map_err(DriverError::from));
+            }
+            Command::RefreshRegistration { reg, reply } => {
+                let _ = reply.send(self.ua.refresh_registration(reg, now));
+            }
+            Command::SetAudio {
+                call,
+                source,
+                sink,
+                reply,
+            } => {
+                let r = match self.calls.get_mut(&call) {
+                    Some(m) => {
+                        if let Some(src) = source {
+                            m.io.source = src;
+                            m.source_finished = false;
+                        }
+                        if let Some(snk) = sink {
+                            let mut old = std::mem::replace(&mut m.io.sink, snk);
+                            if let Err(e) = old.finish() {
+                                tracing::warn!("finishing audio output: {e}");
+                            }
+                            m.sink_failed = false;
+                        }
+                        Ok(())
+                    }
+                    None => Err(super::agent::UaError::NoSuchCall { call }.into()),
+                };
+                let _ = reply.send(r);
+            }
         }
     }
 
@@ -1138,7 +1268,7 @@ impl Driver {
         while let Some(o) = self.ua.poll_output() {
             match o {
                 UaOutput::Transmit(t) => {
-                    trace_sip("sent to", t.dest, &t.payload);
+                    self.trace_sip(true, t.dest, &t.payload);
                     if let Err(e) = self.sip.send(&t).await {
                         tracing::warn!("SIP send to {}: {e}", t.dest);
                     }

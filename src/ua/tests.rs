@@ -617,6 +617,45 @@ fn info_with_dtmf_relay_reports_the_digit() {
     )));
 }
 
+#[test]
+fn dtmf_sent_by_sip_info_reaches_the_peer_in_order_and_before_the_answer_is_refused() {
+    let mut p = Pair::new();
+    let call = p.dial();
+    let incoming = p.incoming();
+    assert!(matches!(
+        p.a.send_info_dtmf(call, "1", p.now),
+        Err(UaError::WrongState { .. })
+    ));
+    p.b.answer(incoming, media("127.0.0.2", 50000), p.now)
+        .unwrap();
+    p.settle();
+    p.a.send_info_dtmf(call, "7#", p.now).unwrap();
+    p.settle();
+    let digits: Vec<char> = p
+        .b_events
+        .iter()
+        .filter_map(|e| match e {
+            UaEvent::Dtmf { call: c, digit } if *c == incoming => Some(*digit),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(digits, ['7', '#']);
+    assert_eq!(p.sent("a", "INFO "), 2, "one INFO per digit");
+    assert_eq!(
+        p.sent("b", "SIP/2.0 200"),
+        3,
+        "200 for the INVITE and each INFO"
+    );
+    assert!(
+        ended(&p.a_events).is_none(),
+        "the 200s to INFO do not end the call"
+    );
+    assert!(matches!(
+        p.a.send_info_dtmf(999, "1", p.now),
+        Err(UaError::NoSuchCall { .. })
+    ));
+}
+
 // ----- hold and resume (RFC 3264 §8.4, RFC 3261 §14) --------------------
 
 /// A call from A to B, answered and confirmed. Returns (A's, B's) handles.
