@@ -7,6 +7,12 @@ use sipline::cli::{self, args::Cli};
 
 fn main() {
     let cli = Cli::parse();
+    if let Err(msg) = cli.check() {
+        use clap::CommandFactory;
+        Cli::command()
+            .error(clap::error::ErrorKind::ArgumentConflict, msg)
+            .exit();
+    }
     let level = match cli.verbose {
         0 => "sipline=info",
         1 => "sipline=debug",
@@ -15,7 +21,8 @@ fn main() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        // stderr, or above the phone's prompt while it is up.
+        .with_writer(cli::repl::term::LogWriter::make)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();

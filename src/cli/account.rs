@@ -70,6 +70,15 @@ pub fn install_credentials(phone: &Phone, account: &Account) -> Result<(), Exit>
 
 /// Prints a registration event.
 pub fn emit_registration(emit: &Emitter, account: &Account, event: &RegEvent) {
+    let (name, fields, human) = registration_event(account, event);
+    emit.emit(name, fields, &human);
+}
+
+/// A registration event's name, JSON fields and human text.
+pub fn registration_event(
+    account: &Account,
+    event: &RegEvent,
+) -> (&'static str, serde_json::Value, String) {
     let name = match event {
         RegEvent::Registering => "registering",
         RegEvent::Registered { .. } => "registered",
@@ -110,7 +119,7 @@ pub fn emit_registration(emit: &Emitter, account: &Account, event: &RegEvent) {
         m.insert("account".into(), json!(account.name));
         m.insert("aor".into(), json!(account.aor));
     }
-    emit.emit(name, fields, &human);
+    (name, fields, human)
 }
 
 /// The exit code for a failed registration.

@@ -26,12 +26,6 @@ pub async fn run(args: AnswerArgs, emit: Emitter) -> Exit {
         Ok(a) => a,
         Err(e) => return e,
     };
-    // Check --play, --record and the devices now rather than at the first
-    // call (the recording is created again for each call).
-    if let Err(e) = check_io(&args.common, AudioFormat::NARROWBAND) {
-        tracing::error!("{e}");
-        return Exit::Audio;
-    }
     let cfg = match &acct {
         Some(a) => phone_config_for(
             args.common.bind,
@@ -44,8 +38,19 @@ pub async fn run(args: AnswerArgs, emit: Emitter) -> Exit {
     };
     let cfg = PhoneConfig {
         rtp_timeout: super::rtp_timeout(args.common.rtp_timeout),
+        rtcp: super::rtcp_options(&args.common),
+        jitter_buffer: args.common.jitter_buffer,
+        opus: args.common.opus(),
         ..cfg
     };
+    // Calls carry audio at 48 kHz when Opus may be used, else 8 kHz.
+    let format = AudioFormat::for_codecs(&cfg.codecs);
+    // Check --play, --record and the devices now rather than at the first
+    // call (the recording is created again for each call).
+    if let Err(e) = check_io(&args.common, format) {
+        tracing::error!("{e}");
+        return Exit::Audio;
+    }
     let (phone, mut events) = match Phone::start(cfg).await {
         Ok(p) => p,
         Err(e) => {
@@ -74,6 +79,8 @@ pub async fn run(args: AnswerArgs, emit: Emitter) -> Exit {
     let mut handled = 0u32;
     let mut answered = 0u32;
     let mut live: HashMap<CallHandle, Option<Instant>> = HashMap::new();
+    // Calls the peer transferred away (RFC 3515): their end is not a handled call.
+    let mut transferred: std::collections::HashSet<CallHandle> = std::collections::HashSet::new();
     let mut stopping = false;
     let far = Instant::now() + Duration::from_secs(3600 * 24 * 365);
     let mut give_up = far;
@@ -112,9 +119,26 @@ pub async fn run(args: AnswerArgs, emit: Emitter) -> Exit {
                         json!({"method": method, "status": status, "detail": detail}),
                         &format!("refused {method} with {status}: {detail}"),
                     ),
+                    // RFC 3515: the caller transferred us; the phone placed
+                    // the new call, which takes the original's place.
+                    PhoneEvent::Ua(UaEvent::ReferredCall { call: new, original, target })
+                        if live.contains_key(&original) =>
+                    {
+                        emit.emit(
+                            "transferred",
+                            json!({"call": original, "new_call": new, "target": target}),
+                            &format!("call {original} transferred by the peer to {target}"),
+                        );
+                        live.insert(new, None);
+                        transferred.insert(original);
+                    }
                     PhoneEvent::CallEnded { call, reason, stats, codec } => {
                         let dur = live.remove(&call).flatten().map(|t| t.elapsed().as_secs_f64());
                         emit.ended(call, &reason, stats.as_ref(), codec, dur);
+                        // A transferred call goes on as its new call.
+                        if transferred.remove(&call) {
+                            continue;
+                        }
                         handled += 1;
                         if args.count.is_some_and(|n| handled >= n) {
                             stopping = true;
@@ -147,7 +171,7 @@ pub async fn run(args: AnswerArgs, emit: Emitter) -> Exit {
                     answered += 1;
                     let mut common = args.common.clone();
                     common.record = common.record.map(|p| numbered(&p, answered));
-                    match open_io(&common, AudioFormat::NARROWBAND) {
+                    match open_io(&common, format) {
                         Ok(io) => {
                             if let Err(e) = phone.answer(call, io).await {
                                 // e.g. no RTP socket: refuse rather than ring forever.
@@ -191,7 +215,7 @@ pub async fn run(args: AnswerArgs, emit: Emitter) -> Exit {
 /// The recording of the `n`th answered call: `--record out.wav` names the
 /// first; later calls get `out-2.wav`, `out-3.wav`, ... so that calls never
 /// overwrite each other.
-fn numbered(path: &std::path::Path, n: u32) -> std::path::PathBuf {
+pub(crate) fn numbered(path: &std::path::Path, n: u32) -> std::path::PathBuf {
     if n <= 1 {
         return path.to_path_buf();
     }

@@ -6,10 +6,20 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use super::config::AccountArgs;
+use crate::media::jitter::JitterConfig;
+use crate::media::codec::opus::OpusConfig;
 
 /// sipline: a SIP softphone for the terminal.
+///
+/// Without a command it starts the interactive phone (see `sipline phone
+/// --help`); its options may be given without the word `phone`.
 #[derive(Debug, Parser)]
-#[command(name = "sipline", version, about, long_about = None)]
+#[command(
+    name = "sipline",
+    version,
+    about,
+    long_about = None
+)]
 pub struct Cli {
     /// Print one JSON object per event on stdout.
     #[arg(long, global = true)]
@@ -17,12 +27,18 @@ pub struct Cli {
     /// More log output on stderr (-v: debug, -vv: trace). RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+    /// Options of the interactive phone (when no command is given).
+    #[command(flatten)]
+    pub phone: PhoneArgs,
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The interactive phone (the default): register, call, answer, hold
+    /// and hang up from a prompt, or run commands from -e or stdin.
+    Phone(PhoneArgs),
     /// Place one call and exit when it ends.
     Call(CallArgs),
     /// Wait for calls and answer them.
@@ -31,6 +47,111 @@ pub enum Command {
     Loopback(LoopbackArgs),
     /// Register an account and stay registered until Ctrl-C.
     Register(RegisterArgs),
+}
+
+/// Options of the interactive phone.
+#[derive(Debug, Args, Clone, Default, PartialEq)]
+pub struct PhoneArgs {
+    /// Run this phone command (repeatable, in order), then quit; e.g.
+    /// -e "call sip:bob@192.0.2.7" -e "wait-for answered" -e "dtmf 1#" -e hangup.
+    #[arg(short = 'e', long = "execute", value_name = "COMMAND")]
+    pub execute: Vec<String>,
+    /// Local SIP UDP port of the first account (default 5060, else any;
+    /// 0: any free port).
+    #[arg(long, value_name = "PORT")]
+    pub local_port: Option<u16>,
+    /// Local address to bind (default: all IPv4 addresses; use :: for IPv6).
+    #[arg(long, value_name = "IP")]
+    pub bind: Option<IpAddr>,
+    /// Send this WAV file in every call instead of the microphone.
+    #[arg(long, value_name = "FILE.wav")]
+    pub play: Option<PathBuf>,
+    /// Record each call (FILE.wav, then FILE-2.wav, ...) instead of
+    /// playing it on the speaker.
+    #[arg(long, value_name = "FILE.wav")]
+    pub record: Option<PathBuf>,
+    /// Use no sound card at all (--play and --record still work).
+    #[arg(long)]
+    pub null_audio: bool,
+    /// Capture device by name (default: the system default).
+    #[arg(long, value_name = "NAME")]
+    pub input_device: Option<String>,
+    /// Playback device by name (default: the system default).
+    #[arg(long, value_name = "NAME")]
+    pub output_device: Option<String>,
+    /// Codecs in order of preference.
+    #[arg(long, value_delimiter = ',')]
+    pub codecs: Vec<CodecArg>,
+    /// Opus target bitrate in bit/s (500-512000).
+    #[arg(long, value_name = "BPS", default_value_t = OpusConfig::default().bitrate,
+          value_parser = clap::value_parser!(u32).range(500..=512_000))]
+    pub opus_bitrate: u32,
+    /// Opus encoder complexity, 0 (cheapest) to 10 (best).
+    #[arg(long, value_name = "0-10", default_value_t = OpusConfig::default().complexity,
+          value_parser = clap::value_parser!(u8).range(0..=10))]
+    pub opus_complexity: u8,
+    /// Hang up a call whose peer has sent no RTP for this long; 0 never.
+    #[arg(long, value_name = "SECS", default_value_t = 60.0, value_parser = seconds)]
+    pub rtp_timeout: f64,
+    /// Minimum RTCP report interval (RFC 3550 §6.2).
+    #[arg(long, value_name = "SECS", default_value_t = 5.0, value_parser = rtcp_interval)]
+    pub rtcp_interval: f64,
+    /// Neither offer nor accept RTCP multiplexed on the RTP port (RFC 5761).
+    #[arg(long)]
+    pub no_rtcp_mux: bool,
+    /// Bounds of the adaptive jitter buffer's delay, in milliseconds.
+    #[arg(long, value_name = "MIN-MAX", default_value = "20-300", value_parser = jitter_bounds)]
+    pub jitter_buffer: JitterConfig,
+    /// User part of our Contact when no account is used.
+    #[arg(long, default_value = "sipline", value_parser = user_part)]
+    pub user: String,
+    #[command(flatten)]
+    pub account: AccountArgs,
+}
+
+impl Cli {
+    /// Refuses phone options given before a command (`sipline --play
+    /// x.wav answer`): they would be ignored. (clap's
+    /// `args_conflicts_with_subcommands` would also refuse the global
+    /// `--json` and `-v`.)
+    pub fn check(&self) -> Result<(), String> {
+        if self.command.is_none() {
+            return Ok(());
+        }
+        let untouched = Cli::try_parse_from(["sipline"])
+            .map(|c| c.phone)
+            .unwrap_or_default();
+        if self.phone != untouched {
+            return Err("phone options go after the command name \
+                        (e.g. sipline answer --local-port 5062), or without a command"
+                .into());
+        }
+        Ok(())
+    }
+}
+
+impl PhoneArgs {
+    /// The options `call` and `answer` share, for opening each call's audio.
+    pub fn common(&self) -> CommonArgs {
+        CommonArgs {
+            local_port: self.local_port,
+            bind: self.bind,
+            play: self.play.clone(),
+            record: self.record.clone(),
+            null_audio: self.null_audio,
+            input_device: self.input_device.clone(),
+            output_device: self.output_device.clone(),
+            codecs: self.codecs.clone(),
+            opus_bitrate: self.opus_bitrate,
+            opus_complexity: self.opus_complexity,
+            duration: None,
+            rtp_timeout: self.rtp_timeout,
+            rtcp_interval: self.rtcp_interval,
+            no_rtcp_mux: self.no_rtcp_mux,
+            user: self.user.clone(),
+            jitter_buffer: self.jitter_buffer,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -72,9 +193,18 @@ pub struct CommonArgs {
     /// Playback device by name (default: the system default).
     #[arg(long, value_name = "NAME")]
     pub output_device: Option<String>,
-    /// Codecs in order of preference.
-    #[arg(long, value_delimiter = ',', default_value = "pcmu,pcma")]
+    /// Codecs in order of preference [default: the account's `codecs`, else
+    /// opus,pcmu,pcma]. With opus in the list, call audio runs at 48 kHz.
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
     pub codecs: Vec<CodecArg>,
+    /// Opus target bitrate in bit/s (500-512000).
+    #[arg(long, value_name = "BPS", default_value_t = OpusConfig::default().bitrate,
+          value_parser = clap::value_parser!(u32).range(500..=512_000))]
+    pub opus_bitrate: u32,
+    /// Opus encoder complexity, 0 (cheapest) to 10 (best).
+    #[arg(long, value_name = "0-10", default_value_t = OpusConfig::default().complexity,
+          value_parser = clap::value_parser!(u8).range(0..=10))]
+    pub opus_complexity: u8,
     /// Hang up this many seconds after the answer.
     #[arg(long, value_name = "SECS", value_parser = seconds)]
     pub duration: Option<f64>,
@@ -82,9 +212,20 @@ pub struct CommonArgs {
     /// first packet); 0 never.
     #[arg(long, value_name = "SECS", default_value_t = 60.0, value_parser = seconds)]
     pub rtp_timeout: f64,
+    /// Minimum RTCP report interval (RFC 3550 §6.2 recommends 5 s; reports
+    /// are randomized around it, the first after half of it).
+    #[arg(long, value_name = "SECS", default_value_t = 5.0, value_parser = rtcp_interval)]
+    pub rtcp_interval: f64,
+    /// Neither offer nor accept RTCP multiplexed on the RTP port (RFC 5761):
+    /// RTCP always uses its own port.
+    #[arg(long)]
+    pub no_rtcp_mux: bool,
     /// User part of our Contact and default From.
     #[arg(long, default_value = "sipline", value_parser = user_part)]
     pub user: String,
+    /// Bounds of the adaptive jitter buffer's delay, in milliseconds.
+    #[arg(long, value_name = "MIN-MAX", default_value = "20-300", value_parser = jitter_bounds)]
+    pub jitter_buffer: JitterConfig,
 }
 
 #[derive(Debug, Args)]
@@ -142,8 +283,23 @@ pub struct LoopbackArgs {
 /// Codec names on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum CodecArg {
+    Opus,
     Pcmu,
     Pcma,
+}
+
+/// The codec order when neither `--codecs` nor the account says.
+pub const DEFAULT_CODECS: [CodecArg; 3] = [CodecArg::Opus, CodecArg::Pcmu, CodecArg::Pcma];
+
+impl CommonArgs {
+    /// The Opus settings of `--opus-bitrate` and `--opus-complexity`.
+    pub fn opus(&self) -> OpusConfig {
+        OpusConfig {
+            bitrate: self.opus_bitrate,
+            complexity: self.opus_complexity,
+            ..OpusConfig::default()
+        }
+    }
 }
 
 impl From<CodecArg> for crate::media::codec::CodecKind {
@@ -151,6 +307,7 @@ impl From<CodecArg> for crate::media::codec::CodecKind {
         match c {
             CodecArg::Pcmu => crate::media::codec::CodecKind::Pcmu,
             CodecArg::Pcma => crate::media::codec::CodecKind::Pcma,
+            CodecArg::Opus => crate::media::codec::CodecKind::Opus,
         }
     }
 }
@@ -167,6 +324,29 @@ fn seconds(s: &str) -> Result<f64, String> {
         return Err(format!("{s:?}: give seconds between 0 and {MAX_SECONDS}"));
     }
     Ok(v)
+}
+
+/// An RTCP interval: more than 0.01 s (a report per packet makes no sense).
+fn rtcp_interval(s: &str) -> Result<f64, String> {
+    let v = seconds(s)?;
+    if v < 0.01 {
+        return Err(format!("{s:?}: the RTCP interval is at least 0.01 s"));
+    }
+    Ok(v)
+}
+
+/// `--jitter-buffer MIN-MAX`: the jitter buffer's delay bounds in ms.
+fn jitter_bounds(s: &str) -> Result<JitterConfig, String> {
+    let (min, max) = s
+        .split_once('-')
+        .ok_or_else(|| format!("{s:?}: give MIN-MAX in milliseconds, e.g. 20-300"))?;
+    let ms = |v: &str| {
+        v.trim()
+            .parse::<u64>()
+            .map(std::time::Duration::from_millis)
+            .map_err(|_| format!("{s:?}: {v:?} is not a whole number of milliseconds"))
+    };
+    JitterConfig::new(ms(min)?, ms(max)?).map_err(|e| format!("{s:?}: {e}"))
 }
 
 /// A loopback call needs at least a second of audio to measure.
@@ -226,6 +406,90 @@ mod tests {
     }
 
     #[test]
+    fn codec_and_opus_options_parse_and_are_bounded() {
+        let cli = Cli::try_parse_from([
+            "sipline",
+            "call",
+            "sip:a@127.0.0.1",
+            "--codecs",
+            "pcma,opus",
+            "--opus-bitrate",
+            "24000",
+            "--opus-complexity",
+            "3",
+        ])
+        .expect("valid options");
+        let Some(Command::Call(call)) = cli.command else {
+            panic!("call command")
+        };
+        assert_eq!(call.common.codecs, vec![CodecArg::Pcma, CodecArg::Opus]);
+        assert_eq!(
+            (call.common.opus().bitrate, call.common.opus().complexity),
+            (24000, 3)
+        );
+        let defaults = Cli::try_parse_from(["sipline", "answer"]).expect("defaults");
+        let Some(Command::Answer(answer)) = defaults.command else {
+            panic!("answer command")
+        };
+        assert!(
+            answer.common.codecs.is_empty(),
+            "no --codecs: account or default order"
+        );
+        assert_eq!(answer.common.opus(), OpusConfig::default());
+        for bad in [
+            ["--opus-complexity", "11"],
+            ["--opus-bitrate", "100"],
+            ["--codecs", "g729"],
+        ] {
+            let mut argv = vec!["sipline", "answer"];
+            argv.extend(bad);
+            assert!(Cli::try_parse_from(argv).is_err(), "{bad:?}");
+        }
+        assert!(
+            Cli::try_parse_from(["sipline", "loopback", "--codec", "opus"]).is_ok(),
+            "loopback --codec opus"
+        );
+    }
+
+    #[test]
+    fn no_command_means_the_phone_and_subcommands_still_work() {
+        let cli = Cli::try_parse_from(["sipline"]).unwrap();
+        assert!(cli.command.is_none());
+        assert!(cli.phone.execute.is_empty());
+        let cli = Cli::try_parse_from([
+            "sipline",
+            "--json",
+            "--local-port",
+            "0",
+            "--null-audio",
+            "-e",
+            "call 1001",
+            "-e",
+            "hangup",
+            "--config",
+            "/tmp/x.toml",
+        ])
+        .unwrap();
+        assert!(cli.command.is_none() && cli.json && cli.phone.null_audio);
+        assert_eq!(cli.phone.local_port, Some(0));
+        assert_eq!(cli.phone.execute, ["call 1001", "hangup"]);
+        assert_eq!(
+            cli.phone.account.config.as_deref(),
+            Some(std::path::Path::new("/tmp/x.toml"))
+        );
+        let cli = Cli::try_parse_from(["sipline", "phone", "--play", "a.wav"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::Phone(p)) if p.play.is_some()));
+        let cli = Cli::try_parse_from(["sipline", "answer", "--local-port", "5062"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::Answer(_))));
+        assert_eq!(cli.check(), Ok(()));
+        let cli = Cli::try_parse_from(["sipline", "--json", "-v", "answer"]).unwrap();
+        assert!(cli.json && cli.check().is_ok());
+        let cli = Cli::try_parse_from(["sipline", "--null-audio", "answer"]).unwrap();
+        assert!(cli.check().is_err());
+        assert!(Cli::try_parse_from(["sipline", "call"]).is_err());
+    }
+
+    #[test]
     fn from_and_user_are_checked() {
         assert!(sip_uri("sip:a@b").is_ok());
         assert!(sip_uri("notauri").is_err());
@@ -234,5 +498,28 @@ mod tests {
         assert!(user_part("a b").is_err());
         assert!(user_part("").is_err());
         assert!(user_part("a\r\nX: y").is_err());
+    }
+
+    #[test]
+    fn jitter_buffer_option_takes_min_max_milliseconds() {
+        let ms = std::time::Duration::from_millis;
+        assert_eq!(
+            jitter_bounds("40-120"),
+            JitterConfig::new(ms(40), ms(120)).map_err(|e| e.to_string())
+        );
+        for bad in ["300-20", "20", "a-b", "20-", "-5-10", "20-99999"] {
+            assert!(jitter_bounds(bad).is_err(), "{bad}");
+        }
+        let cli = Cli::try_parse_from(["sipline", "answer", "--jitter-buffer", "30-200"])
+            .expect("valid arguments");
+        let Some(Command::Answer(args)) = cli.command else {
+            panic!("parsed as answer");
+        };
+        assert_eq!(args.common.jitter_buffer.min_delay, ms(30));
+        let cli = Cli::try_parse_from(["sipline", "answer"]).expect("valid arguments");
+        let Some(Command::Answer(args)) = cli.command else {
+            panic!("parsed as answer");
+        };
+        assert_eq!(args.common.jitter_buffer, JitterConfig::default());
     }
 }

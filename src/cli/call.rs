@@ -34,12 +34,16 @@ pub async fn run(args: CallArgs, emit: Emitter) -> Exit {
     };
     let mut cfg = PhoneConfig {
         rtp_timeout: super::rtp_timeout(args.common.rtp_timeout),
+        rtcp: super::rtcp_options(&args.common),
+        jitter_buffer: args.common.jitter_buffer,
+        opus: args.common.opus(),
         ..cfg
     };
     if args.from.is_some() {
         cfg.ua.from = args.from.clone();
     }
-    let io = match open_io(&args.common, AudioFormat::NARROWBAND) {
+    // Calls carry audio at 48 kHz when Opus may be used, else 8 kHz.
+    let io = match open_io(&args.common, AudioFormat::for_codecs(&cfg.codecs)) {
         Ok(io) => io,
         Err(e) => {
             tracing::error!("{e}");
@@ -60,7 +64,7 @@ pub async fn run(args: CallArgs, emit: Emitter) -> Exit {
     let mut signals = Signals::new();
     let started = Instant::now();
     let next_hop = acct.as_ref().map(account::next_hop);
-    let call = match phone.dial_via(&args.uri, io, next_hop).await {
+    let mut call = match phone.dial_via(&args.uri, io, next_hop).await {
         Ok(c) => c,
         Err(e) => {
             tracing::error!("{e}");
@@ -135,6 +139,21 @@ pub async fn run(args: CallArgs, emit: Emitter) -> Exit {
                         if interrupted {
                             phone.hangup(call);
                         }
+                    }
+                    // RFC 3515: the peer transferred us; the phone placed
+                    // the new call, which is the one we follow from now on.
+                    PhoneEvent::Ua(UaEvent::ReferredCall { call: new, original, target })
+                        if original == call =>
+                    {
+                        emit.emit(
+                            "transferred",
+                            json!({"call": call, "new_call": new, "target": target}),
+                            &format!("transferred by the peer to {target}"),
+                        );
+                        call = new;
+                    }
+                    PhoneEvent::CallEnded { call: ended, reason, .. } if ended != call => {
+                        tracing::info!("call {ended} (before the transfer) ended: {reason:?}");
                     }
                     PhoneEvent::CallEnded { reason, stats, codec, .. } => {
                         let dur = answered_at.map(|t| t.elapsed().as_secs_f64());

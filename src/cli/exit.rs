@@ -28,6 +28,8 @@ pub enum Exit {
     /// Authentication failed: the registrar or proxy refused our
     /// credentials, or no password could be read.
     AuthFailed = 9,
+    /// A phone script (`-e` or piped commands): `wait-for` timed out.
+    WaitTimeout = 10,
     /// Interrupted (Ctrl-C/SIGTERM) before the call was answered.
     Interrupted = 130,
 }

@@ -16,6 +16,7 @@ use crate::media::audio::{
     AudioError, AudioFormat, AudioSink, AudioSource, DeviceChoice, open_playback_detailed,
 };
 use crate::media::codec::CodecKind;
+use crate::media::codec::opus::OpusConfig;
 use crate::media::session::MediaStats;
 use crate::media::signal::{ToneGenerator, dominant_frequency, rms_dbfs};
 use crate::sip::Uri;
@@ -23,7 +24,6 @@ use crate::transaction::TimerConfig;
 use crate::ua::driver::random_seed;
 use crate::ua::{MediaIo, Phone, PhoneConfig, PhoneEvent, UaConfig, UaEvent};
 
-const FORMAT: AudioFormat = AudioFormat::NARROWBAND;
 /// Peak amplitude of the test tones (fraction of full scale).
 const AMPLITUDE: f64 = 0.5;
 const CALLER_TONE_HZ: f64 = 1000.0;
@@ -105,31 +105,39 @@ fn phone_config(codec: CodecKind) -> PhoneConfig {
             route: Vec::new(),
         },
         codecs: vec![codec],
+        opus: OpusConfig::default(),
         rtp_timeout: None,
+        rtcp: Default::default(),
+        jitter_buffer: Default::default(),
     }
 }
 
 /// Measures the received tone after its onset (skipping 100 ms of
 /// settling) and compares it with what was sent.
-fn analyse(received: &[i16], sent_hz: f64, sent: &DirectionStats) -> DirectionReport {
-    let frame = FORMAT.frame_samples;
+fn analyse(
+    received: &[i16],
+    format: AudioFormat,
+    sent_hz: f64,
+    sent: &DirectionStats,
+) -> DirectionReport {
+    let frame = format.frame_samples;
     let onset = received
         .chunks(frame)
         .position(|f| rms_dbfs(f) > -40.0)
         .map(|i| i * frame)
         .unwrap_or(received.len());
-    let settle = FORMAT.rate as usize / 10;
+    let settle = format.rate as usize / 10;
     let start = (onset + settle).min(received.len());
     let end = received.len().saturating_sub(settle).max(start);
     let part = &received[start..end];
     let sent_dbfs = rms_dbfs(&crate::media::signal::sine(
         sent_hz,
         AMPLITUDE,
-        FORMAT.rate,
-        FORMAT.rate as usize,
+        format.rate,
+        format.rate as usize,
     ));
-    let received_hz = if part.len() > FORMAT.rate as usize / 4 {
-        dominant_frequency(part, FORMAT.rate)
+    let received_hz = if part.len() > format.rate as usize / 4 {
+        dominant_frequency(part, format.rate)
     } else {
         0.0
     };
@@ -141,7 +149,7 @@ fn analyse(received: &[i16], sent_hz: f64, sent: &DirectionStats) -> DirectionRe
         sent_dbfs,
         received_hz,
         received_dbfs,
-        analysed_s: part.len() as f64 / f64::from(FORMAT.rate),
+        analysed_s: part.len() as f64 / f64::from(format.rate),
         packets_sent: sent.sent,
         packets_received: sent.received,
         packets_lost: sent.lost,
@@ -156,12 +164,19 @@ struct DirectionStats {
     lost: u64,
 }
 
-fn endpoint(tone_hz: f64, buf: Arc<Mutex<Vec<i16>>>, next: Option<Box<dyn AudioSink>>) -> MediaIo {
+/// A tone source and a capturing sink at `format` (the call's audio rate:
+/// 48 kHz for Opus, 8 kHz for G.711).
+fn endpoint(
+    format: AudioFormat,
+    tone_hz: f64,
+    buf: Arc<Mutex<Vec<i16>>>,
+    next: Option<Box<dyn AudioSink>>,
+) -> MediaIo {
     MediaIo {
         source: Box::new(ToneSource(ToneGenerator::new(
             tone_hz,
             AMPLITUDE,
-            FORMAT.rate,
+            format.rate,
         ))),
         sink: Box::new(CaptureSink { buf, next }),
     }
@@ -169,6 +184,7 @@ fn endpoint(tone_hz: f64, buf: Arc<Mutex<Vec<i16>>>, next: Option<Box<dyn AudioS
 
 pub async fn run(args: LoopbackArgs, emit: Emitter) -> Exit {
     let codec: CodecKind = args.codec.into();
+    let format = AudioFormat::for_codecs(&[codec]);
     let (callee, mut callee_events) = match Phone::start(phone_config(codec)).await {
         Ok(p) => p,
         Err(e) => {
@@ -187,7 +203,7 @@ pub async fn run(args: LoopbackArgs, emit: Emitter) -> Exit {
     let (speaker, playback) = if args.null_audio {
         (None, "off (--null-audio)".to_string())
     } else {
-        match open_playback_detailed(&DeviceChoice::Default, FORMAT) {
+        match open_playback_detailed(&DeviceChoice::Default, format) {
             Ok(o) if o.fallback.is_none() => (Some(o.endpoint), "default sound card".to_string()),
             Ok(o) => (
                 None,
@@ -217,7 +233,7 @@ pub async fn run(args: LoopbackArgs, emit: Emitter) -> Exit {
     let call = match caller
         .dial(
             &target,
-            endpoint(CALLER_TONE_HZ, heard_by_caller.clone(), None),
+            endpoint(format, CALLER_TONE_HZ, heard_by_caller.clone(), None),
         )
         .await
     {
@@ -240,7 +256,7 @@ pub async fn run(args: LoopbackArgs, emit: Emitter) -> Exit {
         tokio::select! {
             Some(ev) = callee_events.recv() => match ev {
                 PhoneEvent::Ua(UaEvent::IncomingCall { call, .. }) => {
-                    let io = endpoint(CALLEE_TONE_HZ, heard_by_callee.clone(), speaker.take());
+                    let io = endpoint(format, CALLEE_TONE_HZ, heard_by_callee.clone(), speaker.take());
                     if let Err(e) = callee.answer(call, io).await {
                         tracing::error!("callee cannot answer: {e}");
                     }
@@ -293,6 +309,7 @@ pub async fn run(args: LoopbackArgs, emit: Emitter) -> Exit {
             .lock()
             .map(|v| v.clone())
             .unwrap_or_default(),
+        format,
         CALLER_TONE_HZ,
         &DirectionStats {
             sent: a.packets_sent,
@@ -305,6 +322,7 @@ pub async fn run(args: LoopbackArgs, emit: Emitter) -> Exit {
             .lock()
             .map(|v| v.clone())
             .unwrap_or_default(),
+        format,
         CALLEE_TONE_HZ,
         &DirectionStats {
             sent: b.packets_sent,

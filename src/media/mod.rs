@@ -6,6 +6,8 @@ pub mod audio;
 pub mod codec;
 pub mod dtmf;
 pub mod jitter;
+pub mod quality;
+pub mod rtcp;
 pub mod rtp;
 pub mod session;
 pub mod signal;

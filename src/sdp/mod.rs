@@ -25,6 +25,7 @@ mod write;
 use std::net::{IpAddr, SocketAddr};
 
 use crate::media::codec::CodecKind;
+use crate::media::codec::opus::OpusParams;
 
 pub use answer::create_answer;
 pub use negotiator::{NegState, Negotiator};
@@ -33,8 +34,14 @@ pub use offer::{apply_answer, create_offer};
 /// Default packetization time when the peer sends no `a=ptime` (RFC 3551 §4.5: 20 ms for G.711).
 pub const DEFAULT_PTIME_MS: u32 = 20;
 
-/// Payload type we use for telephone-event in our own offers (RFC 4733 §7.1.1: dynamic).
+/// Payload type we use for telephone-event at 8000 Hz in our own offers (RFC 4733 §7.1.1: dynamic).
 pub const OFFER_TELEPHONE_EVENT_PT: u8 = 101;
+
+/// Payload type we use for telephone-event at 48000 Hz (the Opus clock) in our offers.
+pub const OFFER_TELEPHONE_EVENT_48K_PT: u8 = 97;
+
+/// Payload type we use for Opus in our offers (RFC 7587 §7: dynamic).
+pub const OFFER_OPUS_PT: u8 = 96;
 
 /// Events we can send and receive: DTMF digits, `*`, `#`, A–D and flash (RFC 4733 §3.2).
 pub const TELEPHONE_EVENTS: std::ops::RangeInclusive<u8> = 0..=16;
@@ -44,8 +51,15 @@ pub const TELEPHONE_EVENTS: std::ops::RangeInclusive<u8> = 0..=16;
 pub struct LocalMedia {
     /// Address written in `c=` and `o=`.
     pub addr: IpAddr,
-    /// Our RTP port; RTCP is on `rtp_port + 1` (RFC 3550 §11).
+    /// Our RTP port; RTCP is on `rtp_port + 1` (RFC 3550 §11) unless
+    /// `rtcp_port` says otherwise.
     pub rtp_port: u16,
+    /// Our RTCP port when it is not `rtp_port + 1`, written as `a=rtcp`
+    /// (RFC 3605).
+    pub rtcp_port: Option<u16>,
+    /// Whether we offer `a=rtcp-mux` and accept it in offers (RFC 5761):
+    /// RTCP then shares the RTP port.
+    pub rtcp_mux: bool,
     /// Codecs we support, most preferred first.
     pub codecs: Vec<CodecKind>,
     /// Whether we offer/accept telephone-event (RFC 4733).
@@ -110,8 +124,12 @@ pub struct NegotiatedMedia {
     /// Where to send RTP. `None` for old-style hold (`c=0.0.0.0`, RFC 3264 §8.4)
     /// or a domain name in `c=` (see `unresolved_remote`): send no RTP then.
     pub remote_rtp: Option<SocketAddr>,
-    /// Where to send RTCP: `a=rtcp` (RFC 3605) or RTP port + 1 (RFC 3550 §11).
+    /// Where to send RTCP: the RTP address when multiplexed, else `a=rtcp`
+    /// (RFC 3605) or RTP port + 1 (RFC 3550 §11).
     pub remote_rtcp: Option<SocketAddr>,
+    /// RTP and RTCP share one port in both directions (RFC 5761 §5.1.1):
+    /// both sides signalled `a=rtcp-mux`.
+    pub rtcp_mux: bool,
     /// RFC 4566 §5.7 allows a domain name in `c=`. Resolving it is I/O, so it is
     /// handed to the caller; `remote_rtp`/`remote_rtcp` are `None` then.
     pub unresolved_remote: Option<UnresolvedRemote>,
@@ -124,9 +142,13 @@ pub struct NegotiatedMedia {
     /// telephone-event payload type whose clock rate matches `codec` (RFC 4733 §7.1.1).
     pub telephone_event: Option<u8>,
     /// The packetization the peer wants to receive (its `a=ptime`, default 20).
+    /// Opus is always sent in 20 ms frames (RFC 7587 §7: `a=ptime` is only
+    /// a preference, and any Opus frame size is decodable).
     pub ptime_ms: u32,
     /// OUR direction after negotiation.
     pub direction: Direction,
+    /// The peer's Opus `a=fmtp` parameters when Opus was chosen (RFC 7587 §6.1).
+    pub opus: Option<OpusParams>,
 }
 
 /// A remote media address given as a domain name (RFC 4566 §5.7).
@@ -207,21 +229,25 @@ fn effective_remote_direction(audio: &tolerant::Audio) -> Direction {
 }
 
 /// Builds what the media layer needs from the peer's accepted audio section,
-/// the codec chosen in it and our wanted direction.
+/// the codec chosen in it, our wanted direction, and whether both sides
+/// agreed on RTCP multiplexing.
 fn negotiated_media(
     audio: &tolerant::Audio,
     choice: codec_match::Choice,
     local_direction: Direction,
+    rtcp_mux: bool,
 ) -> NegotiatedMedia {
     use tolerant::Conn;
-    // RFC 3550 §11: RTCP on the next port unless a=rtcp says otherwise (RFC 3605).
-    let rtcp_port = audio
-        .rtcp
-        .as_ref()
-        .map_or(audio.port.saturating_add(1), |(p, _)| *p);
-    let rtcp_conn = audio
-        .rtcp
-        .as_ref()
+    // RFC 5761 §5.1.3: multiplexed RTCP goes to the RTP port, whatever
+    // a=rtcp says. Otherwise RFC 3550 §11: RTCP on the next port unless
+    // a=rtcp says otherwise (RFC 3605).
+    let rtcp_attr = audio.rtcp.as_ref().filter(|_| !rtcp_mux);
+    let rtcp_port = match rtcp_attr {
+        Some((port, _)) => *port,
+        None if rtcp_mux => audio.port,
+        None => audio.port.saturating_add(1),
+    };
+    let rtcp_conn = rtcp_attr
         .and_then(|(_, c)| c.clone())
         .or(audio.conn.clone());
     let socket = |conn: &Option<Conn>, port: u16| match conn {
@@ -239,16 +265,28 @@ fn negotiated_media(
     NegotiatedMedia {
         remote_rtp: socket(&audio.conn, audio.port),
         remote_rtcp: socket(&rtcp_conn, rtcp_port),
+        rtcp_mux,
         unresolved_remote,
         codec: choice.codec,
         payload_type: choice.payload_type,
         clock_rate: choice.codec.clock_rate(),
         telephone_event: choice.telephone_event,
-        ptime_ms: audio
-            .ptime_ms
-            .filter(|ms| *ms > 0)
-            .unwrap_or(DEFAULT_PTIME_MS),
+        ptime_ms: match choice.codec {
+            CodecKind::Opus => DEFAULT_PTIME_MS,
+            _ => audio
+                .ptime_ms
+                .filter(|ms| *ms > 0)
+                .unwrap_or(DEFAULT_PTIME_MS),
+        },
         direction: effective_remote_direction(audio).answer_to(local_direction),
+        opus: (choice.codec == CodecKind::Opus).then(|| {
+            audio
+                .fmtps
+                .iter()
+                .find(|(pt, _)| *pt == choice.payload_type)
+                .map(|(_, params)| OpusParams::parse(params))
+                .unwrap_or_default()
+        }),
     }
 }
 

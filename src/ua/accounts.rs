@@ -81,6 +81,12 @@ pub struct Accounts {
 }
 
 impl Accounts {
+    /// Remembers which realm's credentials authorized `key`, so that its
+    /// success marks them accepted.
+    pub(super) fn note_authorized(&mut self, key: TransactionKey, realm: String) {
+        self.authorized.insert(key, realm);
+    }
+
     /// Whether `key` is one of our REGISTER transactions.
     pub fn owns(&self, key: &TransactionKey) -> bool {
         self.regs.values().any(|r| r.key.as_ref() == Some(key))
@@ -124,10 +130,10 @@ fn via_source(resp: &Response) -> Option<SocketAddr> {
 }
 
 /// A Digest answer: which header carries it and its value.
-struct AuthHeader {
-    name: &'static str,
-    value: String,
-    realm: String,
+pub(super) struct AuthHeader {
+    pub(super) name: &'static str,
+    pub(super) value: String,
+    pub(super) realm: String,
 }
 
 impl UserAgent {
@@ -200,6 +206,22 @@ impl UserAgent {
             }
             Err(_) => false,
         }
+    }
+
+    /// Sends a refreshing REGISTER now instead of at the refresh time
+    /// (RFC 3261 §10.2.4). False when the registration is not bound or a
+    /// REGISTER is already outstanding.
+    pub fn refresh_registration(&mut self, handle: RegHandle, now: Instant) -> bool {
+        let Some(entry) = self.accounts.regs.get_mut(&handle) else {
+            return false;
+        };
+        if entry.key.is_some() || entry.reg.state() != RegState::Registered {
+            return false;
+        }
+        entry.refreshing = true;
+        self.send_register(handle, now);
+        self.drain_tx(now);
+        true
     }
 
     pub fn registration_state(&self, handle: RegHandle) -> Option<RegState> {
@@ -451,7 +473,7 @@ impl UserAgent {
 
     /// The Authorization (401) or Proxy-Authorization (407) answering
     /// `resp`'s challenge, or why we cannot answer it.
-    fn authorization_for(
+    pub(super) fn authorization_for(
         &mut self,
         resp: &Response,
         method: &str,

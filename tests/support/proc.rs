@@ -23,11 +23,26 @@ pub struct Sipline {
 impl Sipline {
     /// Starts `sipline --json <args>` with extra environment variables.
     pub fn spawn(name: &str, args: &[&str], envs: &[(String, String)]) -> Sipline {
+        Self::spawn_with_stdin(name, args, envs, None)
+    }
+
+    /// [`Sipline::spawn`] with `stdin` written to a pipe (then closed)
+    /// instead of an empty stdin.
+    pub fn spawn_with_stdin(
+        name: &str,
+        args: &[&str],
+        envs: &[(String, String)],
+        stdin: Option<&str>,
+    ) -> Sipline {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sipline"));
         cmd.arg("--json")
             .arg("-v")
             .args(args)
-            .stdin(Stdio::null())
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             // Hermetic: no user config file, no password from the caller's
@@ -38,6 +53,13 @@ impl Sipline {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().expect("the sipline binary runs");
+        if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            let text = text.to_string();
+            std::thread::spawn(move || {
+                use std::io::Write;
+                let _ = pipe.write_all(text.as_bytes());
+            });
+        }
         let stdout = child.stdout.take().expect("stdout is piped");
         let mut stderr = child.stderr.take().expect("stderr is piped");
         let (tx, rx) = mpsc::channel();
@@ -111,6 +133,14 @@ impl Sipline {
                 ),
             }
         }
+    }
+
+    /// Every event printed so far (without waiting).
+    pub fn seen_events(&mut self) -> &[Value] {
+        while let Ok(v) = self.events.try_recv() {
+            self.seen.push(v);
+        }
+        &self.seen
     }
 
     /// Waits for the process to exit; returns its exit code and every event
