@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use super::config::AccountArgs;
-use crate::media::jitter::JitterConfig;
 use crate::media::codec::opus::OpusConfig;
+use crate::media::jitter::JitterConfig;
 
 /// sipline: a SIP softphone for the terminal.
 ///
