@@ -745,6 +745,7 @@ fn account_args_select_reads_the_named_config() {
             account: Some("alice".into()),
             ..Default::default()
         },
+        nat: Default::default(),
     };
     let a = args.select().expect("ok").expect("some");
     assert_eq!(a.name, "alice");

@@ -176,6 +176,9 @@ pub async fn register(
     })?;
     let wait = async {
         while let Some(ev) = events.recv().await {
+            if let PhoneEvent::Ua(UaEvent::Nat(n)) = &ev {
+                super::nat::print(emit, n);
+            }
             if let PhoneEvent::Ua(UaEvent::Registration { reg: r, event }) = ev {
                 if r != reg {
                     continue;
@@ -212,6 +215,9 @@ pub async fn unregister(
     }
     let wait = async {
         while let Some(ev) = events.recv().await {
+            if let PhoneEvent::Ua(UaEvent::Nat(n)) = &ev {
+                super::nat::print(emit, n);
+            }
             if let PhoneEvent::Ua(UaEvent::Registration { reg: r, event }) = ev {
                 if r != reg {
                     continue;

@@ -58,6 +58,7 @@ pub async fn run(args: AnswerArgs, emit: Emitter) -> Exit {
             return Exit::Network;
         }
     };
+    super::nat::start(&phone, args.account.nat.options(acct.as_ref()), &emit).await;
     let (phone, reg) = match account::start(phone, &mut events, acct.as_ref(), &emit).await {
         Ok(started) => started,
         Err(e) => return e,
@@ -144,6 +145,7 @@ pub async fn run(args: AnswerArgs, emit: Emitter) -> Exit {
                             stopping = true;
                         }
                     }
+                    PhoneEvent::Ua(UaEvent::Nat(n)) => super::nat::print(&emit, &n),
                     PhoneEvent::Ua(UaEvent::Registration { event, .. }) => {
                         if let Some(a) = &acct {
                             account::emit_registration(&emit, a, &event);

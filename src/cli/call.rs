@@ -57,6 +57,7 @@ pub async fn run(args: CallArgs, emit: Emitter) -> Exit {
             return Exit::Network;
         }
     };
+    super::nat::start(&phone, args.account.nat.options(acct.as_ref()), &emit).await;
     let (phone, reg) = match account::start(phone, &mut events, acct.as_ref(), &emit).await {
         Ok(started) => started,
         Err(e) => return e,
@@ -171,6 +172,7 @@ pub async fn run(args: CallArgs, emit: Emitter) -> Exit {
                         tracing::error!("recording failed: {detail}");
                         sink_failed = true;
                     }
+                    PhoneEvent::Ua(UaEvent::Nat(n)) => super::nat::print(&emit, &n),
                     PhoneEvent::Ua(UaEvent::Registration { event, .. }) => {
                         if let Some(a) = &acct {
                             account::emit_registration(&emit, a, &event);

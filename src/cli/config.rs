@@ -122,6 +122,10 @@ pub struct Defaults {
     pub account: Option<String>,
     pub codecs: Option<Vec<CodecArg>>,
     pub expires: Option<u32>,
+    /// STUN server for accounts without their own `stun`.
+    pub stun: Option<String>,
+    /// NAT keep-alive interval (s) for accounts without their own.
+    pub keepalive: Option<u32>,
 }
 
 /// One SIP account, with the defaults already filled in.
@@ -147,6 +151,10 @@ pub struct Account {
     /// Whether the phone registers this account.
     pub register: bool,
     pub password: PasswordSource,
+    /// STUN server (`host[:port]`) for NAT discovery (RFC 8489).
+    pub stun: Option<String>,
+    /// NAT keep-alive interval in seconds (0: none; `None`: the default).
+    pub keepalive: Option<u32>,
 }
 
 /// SIP transport of an account.
@@ -252,6 +260,8 @@ pub enum FieldProblem {
     UnknownCodec { value: String },
     #[error("must not be empty")]
     Empty,
+    #[error("{value:?} is not host[:port]")]
+    NotHostPort { value: String },
     #[error("names no account (known: {})", known.join(", "))]
     NoSuchAccount { known: Vec<String> },
 }
@@ -479,6 +489,8 @@ struct RawDefaults {
     account: Option<Spanned<String>>,
     codecs: Option<Vec<Spanned<String>>>,
     expires: Option<Spanned<u32>>,
+    stun: Option<Spanned<String>>,
+    keepalive: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize)]
@@ -497,6 +509,8 @@ struct RawAccount {
     password_file: Option<Spanned<String>>,
     password_env: Option<Spanned<String>>,
     password: Option<Spanned<String>>,
+    stun: Option<Spanned<String>>,
+    keepalive: Option<Spanned<u32>>,
 }
 
 /// Turns a TOML reader error into [`ConfigError::Parse`] or
@@ -620,6 +634,11 @@ impl Validator<'_> {
                 Some(e) => Some(self.expires(e, None)?),
                 None => None,
             },
+            stun: match &raw.defaults.stun {
+                Some(s) => Some(self.stun(s, None, "defaults.stun")?),
+                None => None,
+            },
+            keepalive: raw.defaults.keepalive.as_ref().map(|k| *k.get_ref()),
         };
         let mut contacts = BTreeMap::new();
         for (nick, uri) in raw.contacts {
@@ -716,7 +735,18 @@ impl Validator<'_> {
             None => aor_user(&aor),
         };
         let password = self.password(&ra, &name)?;
+        let stun = match &ra.stun {
+            Some(s) => Some(self.stun(s, acct, "stun")?),
+            None => defaults.stun.clone(),
+        };
+        let keepalive = ra
+            .keepalive
+            .as_ref()
+            .map(|k| *k.get_ref())
+            .or(defaults.keepalive);
         Ok(Account {
+            stun,
+            keepalive,
             aor: ra.aor.into_inner(),
             username,
             realm: ra.realm.map(Spanned::into_inner),
@@ -774,6 +804,29 @@ impl Validator<'_> {
             Some(dir) if p.is_relative() => dir.join(p),
             _ => p.to_path_buf(),
         }
+    }
+
+    /// A STUN server: `host[:port]`, not empty.
+    fn stun(
+        &self,
+        s: &Spanned<String>,
+        account: Option<&str>,
+        field: &str,
+    ) -> Result<String, ConfigError> {
+        let v = s.get_ref().trim();
+        if v.is_empty() {
+            return Err(self.invalid(s.span(), account, field, FieldProblem::Empty));
+        }
+        if v.contains(char::is_whitespace) || v.contains('/') || v.contains('@') {
+            let value = v.to_string();
+            return Err(self.invalid(
+                s.span(),
+                account,
+                field,
+                FieldProblem::NotHostPort { value },
+            ));
+        }
+        Ok(v.to_string())
     }
 
     fn expires(&self, e: &Spanned<u32>, account: Option<&str>) -> Result<u32, ConfigError> {
@@ -972,6 +1025,8 @@ pub struct AccountArgs {
     pub config: Option<PathBuf>,
     #[command(flatten)]
     pub overrides: AccountOverrides,
+    #[command(flatten)]
+    pub nat: super::nat::NatArgs,
 }
 
 impl AccountArgs {
@@ -1068,6 +1123,8 @@ fn ad_hoc_account(
         codecs: cfg.defaults.codecs.clone(),
         register: true,
         password,
+        stun: cfg.defaults.stun.clone(),
+        keepalive: cfg.defaults.keepalive,
     };
     // The AOR is already set; the other flags apply as to any account.
     let rest = AccountOverrides {

@@ -11,6 +11,7 @@ pub mod events;
 pub mod exit;
 pub mod io;
 pub mod loopback;
+pub mod nat;
 pub mod phone;
 pub mod register;
 pub mod repl;
@@ -171,6 +172,8 @@ mod tests {
             codecs,
             register: true,
             password: config::PasswordSource::Prompt,
+            stun: None,
+            keepalive: None,
         }
     }
 

@@ -330,6 +330,16 @@ async fn start_line(
         tracing::error!("{e}");
         Exit::Network
     })?;
+    match phone
+        .start_nat(args.account.nat.options(account.as_ref()))
+        .await
+    {
+        Ok(Some(found)) => {
+            let _ = events.send((idx, PhoneEvent::Ua(UaEvent::Nat(found))));
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!("NAT discovery: {e}"),
+    }
     tokio::spawn(async move {
         while let Some(ev) = rx.recv().await {
             if events.send((idx, ev)).is_err() {
@@ -656,6 +666,9 @@ impl App {
             }
             PhoneEvent::Ua(UaEvent::Registration { reg, event }) => {
                 self.on_registration(line, reg, &event)
+            }
+            PhoneEvent::Ua(UaEvent::Nat(ev)) => {
+                self.event(ev.event_name(), json!(ev), &ev.describe());
             }
             PhoneEvent::MediaTimeout { call, silent_for } => {
                 let id = self.calls.by_handle(line, call).unwrap_or(0);

@@ -26,6 +26,7 @@ pub async fn run(args: RegisterArgs, emit: Emitter) -> Exit {
             return Exit::Network;
         }
     };
+    super::nat::start(&phone, args.account.nat.options(Some(&acct)), &emit).await;
     if let Err(e) = account::install_credentials(&phone, &acct) {
         phone.shutdown().await;
         return e;
@@ -42,6 +43,7 @@ pub async fn run(args: RegisterArgs, emit: Emitter) -> Exit {
         loop {
             tokio::select! {
                 ev = events.recv() => match ev {
+                    Some(PhoneEvent::Ua(UaEvent::Nat(n))) => super::nat::print(&emit, &n),
                     Some(PhoneEvent::Ua(UaEvent::Registration { event, .. })) => {
                         account::emit_registration(&emit, &acct, &event);
                         if let RegEvent::Failed { kind, .. } = event {

@@ -51,13 +51,42 @@ pub async fn discover(
             _ = tokio::time::sleep_until(deadline) => {
                 let now = std::time::Instant::now();
                 if now >= give_up {
-                    return Err(StunError::Timeout { server, requests: 0 });
+                    return Err(StunError::Timeout { server, requests: client.requests_sent() });
                 }
                 client.handle_timeout(now);
             }
         }
     }
 }
+
+/// How long the start-up Binding request on the SIP socket, and the one
+/// on each call's RTP socket, may take: RFC 8489 §6.2.1's full schedule
+/// lasts 39.5 s, too long to hold up a call; this covers the first five
+/// requests (0, 0.5, 1.5, 3.5 and 7.5 s).
+pub const DISCOVERY_LIMIT: Duration = Duration::from_secs(8);
+
+/// NAT settings of a phone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatOptions {
+    /// STUN server (`host[:port]`, default port 3478) asked for our public
+    /// address at start-up and for each call's RTP/RTCP sockets.
+    pub stun: Option<String>,
+    /// Keep-alive interval towards registrars (and the STUN server); zero
+    /// turns keep-alives off.
+    pub keepalive: Duration,
+}
+
+impl Default for NatOptions {
+    fn default() -> Self {
+        NatOptions {
+            stun: None,
+            keepalive: keepalive::DEFAULT_INTERVAL,
+        }
+    }
+}
+
+/// RFC 8489 §6.1: STUN's default UDP port.
+pub const STUN_PORT: u16 = 3478;
 
 /// How a public address was learnt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -75,29 +104,124 @@ pub enum NatSource {
 pub enum NatEvent {
     /// The result of the start-up STUN request on the SIP socket.
     Discovered {
+        /// Our SIP socket's address towards the STUN server.
         local: SocketAddr,
+        /// Our address as the STUN server saw it (None: no answer).
         public: Option<SocketAddr>,
         server: SocketAddr,
+        /// Whether `public` differs from `local`.
+        behind_nat: Option<bool>,
         error: Option<String>,
     },
-    /// Our public SIP address changed: the Contact is re-registered.
+    /// Our public SIP address changed (or was learnt after start-up):
+    /// Contacts use it and registrations move their binding to it.
     PublicAddressChanged {
         previous: Option<SocketAddr>,
         current: SocketAddr,
         source: NatSource,
     },
+    /// A keep-alive's STUN answer shows a new mapping (the NAT restarted
+    /// or dropped the old one): registrations are refreshed.
+    MappingChanged {
+        server: SocketAddr,
+        previous: SocketAddr,
+        current: SocketAddr,
+    },
 }
 
 impl NatEvent {
-    /// Whether local and public address differ (we are behind a NAT).
-    pub fn behind_nat(&self) -> Option<bool> {
+    /// The `event` of its `--json` line: `nat` (start-up discovery),
+    /// `nat_changed` (new public address), `nat_mapping_changed` (a
+    /// keep-alive saw a new mapping).
+    pub fn event_name(&self) -> &'static str {
+        match self {
+            NatEvent::Discovered { .. } => "nat",
+            NatEvent::PublicAddressChanged { .. } => "nat_changed",
+            NatEvent::MappingChanged { .. } => "nat_mapping_changed",
+        }
+    }
+
+    /// One line for people.
+    pub fn describe(&self) -> String {
         match self {
             NatEvent::Discovered {
                 local,
                 public: Some(p),
+                server,
+                behind_nat,
                 ..
-            } => Some(local != p),
-            _ => None,
+            } => {
+                let verdict = if *behind_nat == Some(true) {
+                    "behind a NAT"
+                } else {
+                    "not behind a NAT"
+                };
+                format!("nat: local {local}, public {p} (STUN {server}): {verdict}")
+            }
+            NatEvent::Discovered {
+                local,
+                server,
+                error,
+                ..
+            } => format!(
+                "nat: local {local}; STUN {server} failed ({}): using the local address",
+                error.as_deref().unwrap_or("no answer")
+            ),
+            NatEvent::PublicAddressChanged {
+                previous,
+                current,
+                source,
+            } => {
+                let how = match source {
+                    NatSource::Stun => "STUN",
+                    NatSource::Rport => "the registrar's Via rport/received",
+                };
+                match previous {
+                    Some(p) => format!("nat: public address changed from {p} to {current} ({how})"),
+                    None => format!("nat: public address {current} ({how})"),
+                }
+            }
+            NatEvent::MappingChanged {
+                server,
+                previous,
+                current,
+            } => format!(
+                "nat: mapping changed from {previous} to {current} (keep-alive to {server}): registering again"
+            ),
         }
     }
+}
+
+/// Resolves a STUN server given as `host[:port]` (an IPv6 literal in
+/// brackets when a port follows); the port defaults to 3478. Prefers an
+/// address of the family of `local`.
+pub async fn resolve_server(spec: &str, local: SocketAddr) -> Result<SocketAddr, StunError> {
+    let bad = || StunError::BadServer {
+        server: spec.to_string(),
+    };
+    let spec = spec.trim();
+    if spec.is_empty() {
+        return Err(bad());
+    }
+    if let Ok(a) = spec.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    if let Ok(ip) = spec.trim_matches(['[', ']']).parse::<std::net::IpAddr>() {
+        return Ok(SocketAddr::new(ip, STUN_PORT));
+    }
+    let (host, port) = match spec.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => (h, p.parse::<u16>().map_err(|_| bad())?),
+        Some(_) => return Err(bad()),
+        None => (spec, STUN_PORT),
+    };
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|_| bad())?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4() == local.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(bad)
 }

@@ -49,6 +49,9 @@ pub enum StunError {
     /// The request could not be encoded.
     #[error("cannot encode a STUN request")]
     Encode,
+    /// The server name does not resolve or is malformed.
+    #[error("cannot resolve STUN server {server:?} (give host[:port])")]
+    BadServer { server: String },
 }
 
 /// What a datagram handed to [`BindingClient::handle_datagram`] was.
@@ -106,6 +109,15 @@ impl BindingClient {
 
     pub fn server(&self) -> SocketAddr {
         self.server
+    }
+
+    /// How many requests have gone out (the first and retransmissions).
+    pub fn requests_sent(&self) -> u32 {
+        if self.pending_transmit {
+            self.sent - 1
+        } else {
+            self.sent
+        }
     }
 
     /// The outcome once known: our public address as the server saw it.

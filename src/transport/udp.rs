@@ -28,6 +28,13 @@ impl UdpTransport {
         self.local
     }
 
+    /// The socket itself, for a STUN request sent before the phone reads
+    /// from it (RFC 8489 on the SIP socket, so the mapping learnt is the
+    /// one SIP uses).
+    pub fn socket(&self) -> &UdpSocket {
+        &self.socket
+    }
+
     /// Sends one datagram. Errors (e.g. ICMP port unreachable reported on a
     /// later call) are returned to the caller, which logs and carries on.
     pub async fn send(&self, t: &Transmit) -> io::Result<()> {

@@ -369,6 +369,7 @@ impl UserAgent {
         for h in handles {
             self.move_binding_if_needed(h, now);
         }
+        self.drain_tx(now);
     }
 
     /// Registers again when the registration is in place (no REGISTER

@@ -33,6 +33,8 @@ use crate::media::codec::opus::OpusConfig;
 use crate::media::jitter::JitterConfig;
 use crate::media::rtcp::{DEFAULT_MIN_INTERVAL, RtcpConfig, SystemClock, random_cname};
 use crate::media::session::{DtmfError, MediaConfig, MediaSession, MediaStats};
+use crate::nat::keepalive::{KeepAlive, NatOutput};
+use crate::nat::{NatEvent, NatOptions, NatSource};
 use crate::sdp::{Direction, LocalMedia, NegotiatedMedia};
 use crate::sip::{Uri, uri::Host};
 use crate::transport::canonical_ip;
@@ -160,6 +162,11 @@ enum Command {
     RefreshRegistration {
         reg: RegHandle,
         reply: oneshot::Sender<bool>,
+    },
+    /// Start NAT discovery (STUN on the SIP socket) and keep-alives.
+    StartNat {
+        opts: NatOptions,
+        reply: oneshot::Sender<Option<NatEvent>>,
     },
     /// Replace a call's audio source and/or sink (another device).
     SetAudio {
@@ -319,6 +326,8 @@ impl Phone {
             jitter_buffer: cfg.jitter_buffer,
             audio: AudioFormat::for_codecs(&cfg.codecs),
             opus: cfg.opus,
+            keepalive: KeepAlive::new(Duration::ZERO, ua_cfg.seed ^ 0x4b41),
+            stun_server: None,
         };
         let task = tokio::spawn(driver.run());
         Ok((
@@ -449,6 +458,17 @@ impl Phone {
             })
             .map_err(|_| DriverError::Stopped)?;
         rx.await.map_err(|_| DriverError::Stopped)?
+    }
+
+    /// NAT traversal: asks the STUN server of `opts` (if any) for our
+    /// public SIP address before anything else is sent — Contacts and SDP
+    /// then carry it — and starts keep-alives towards every registrar
+    /// (and the STUN server) every `opts.keepalive`. Returns what the STUN
+    /// request found (`None` without a STUN server). Call it right after
+    /// [`Phone::start`], before registering or calling.
+    pub async fn start_nat(&self, opts: NatOptions) -> Result<Option<NatEvent>, DriverError> {
+        self.request(|reply| Command::StartNat { opts, reply })
+            .await
     }
 
     /// Turns the [`PhoneEvent::SipTrace`] events on or off.
@@ -702,6 +722,10 @@ struct Driver {
     /// Rate of every call's audio source and sink.
     audio: AudioFormat,
     opus: OpusConfig,
+    /// Keep-alives of the SIP socket's NAT bindings (RFC 5626 §3.5).
+    keepalive: KeepAlive,
+    /// The STUN server, also asked for each call's RTP/RTCP mapping.
+    stun_server: Option<SocketAddr>,
 }
 
 impl Driver {
@@ -711,7 +735,11 @@ impl Driver {
         tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
         let mut idle = true;
         loop {
-            let deadline = self.ua.next_timeout().map(TokioInstant::from_std);
+            let deadline = [self.ua.next_timeout(), self.keepalive.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min()
+                .map(TokioInstant::from_std);
             let sleep = async {
                 match deadline {
                     Some(d) => tokio::time::sleep_until(d).await,
@@ -720,11 +748,7 @@ impl Driver {
             };
             tokio::select! {
                 r = self.sip.recv(&mut buf) => match r {
-                    Ok((n, from)) => {
-                        self.trace_sip(false, from, &buf[..n]);
-                        let local_ip = self.local_ip_towards(from);
-                        self.ua.handle_datagram(&buf[..n], from, local_ip, std::time::Instant::now());
-                    }
+                    Ok((n, from)) => self.on_sip_datagram(&buf[..n], from),
                     Err(e) => tracing::debug!("SIP socket: {e}"),
                 },
                 cmd = self.commands.recv() => match cmd {
@@ -743,7 +767,11 @@ impl Driver {
                             }
                         }
                 }
-                _ = sleep => self.ua.handle_timeout(std::time::Instant::now()),
+                _ = sleep => {
+                    let now = std::time::Instant::now();
+                    self.ua.handle_timeout(now);
+                    self.keepalive.handle_timeout(now);
+                }
                 _ = tick.tick(), if !self.calls.is_empty() => self.on_media_tick(),
             }
             self.drain().await;
@@ -771,6 +799,68 @@ impl Driver {
             let text = super::digest::mask_message(&String::from_utf8_lossy(data));
             let _ = self.events.send(PhoneEvent::SipTrace { sent, peer, text });
         }
+    }
+
+    /// RFC 7983 §7: the SIP socket also carries STUN (first byte 0–3) and
+    /// CRLF keep-alives; SIP messages start with a letter.
+    fn on_sip_datagram(&mut self, data: &[u8], from: SocketAddr) {
+        if crate::nat::is_stun(data) {
+            if !self.keepalive.handle_stun(data, from) {
+                tracing::debug!("STUN datagram from {from} not for us: dropped");
+            }
+            return;
+        }
+        if !data.is_empty() && data.iter().all(|b| *b == b'\r' || *b == b'\n') {
+            // RFC 5626 §4.4.1: a CRLF pong (or ping); nothing to do.
+            return;
+        }
+        self.trace_sip(false, from, data);
+        let local_ip = self.local_ip_towards(from);
+        self.ua
+            .handle_datagram(data, from, local_ip, std::time::Instant::now());
+    }
+
+    /// Start-up STUN request on the SIP socket (nobody else reads it yet)
+    /// and the keep-alive settings.
+    async fn start_nat(&mut self, opts: NatOptions) -> Option<NatEvent> {
+        let now = std::time::Instant::now();
+        self.keepalive = KeepAlive::new(opts.keepalive, self.rng.random());
+        let spec = opts.stun.as_deref()?;
+        let bound = self.sip.local_addr();
+        let server = match crate::nat::resolve_server(spec, bound).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("{e}");
+                return None;
+            }
+        };
+        self.stun_server = Some(server);
+        let local = SocketAddr::new(advertised_ip(bound.ip(), Some(server)), bound.port());
+        let found = crate::nat::discover(
+            self.sip.socket(),
+            server,
+            crate::nat::stun::DEFAULT_RTO,
+            crate::nat::DISCOVERY_LIMIT,
+        )
+        .await;
+        let public = found
+            .as_ref()
+            .ok()
+            .map(|a| SocketAddr::new(canonical_ip(a.ip()), a.port()));
+        self.keepalive.set_stun_server(server, public, now);
+        let behind_nat = public.map(|p| p != local);
+        if let Some(p) = public
+            && behind_nat == Some(true)
+        {
+            self.ua.learn_public_address(p, NatSource::Stun, now);
+        }
+        Some(NatEvent::Discovered {
+            local,
+            public,
+            server,
+            behind_nat,
+            error: found.err().map(|e| e.to_string()),
+        })
     }
 
     /// Our address as `peer` sees it, cached per peer address.
@@ -881,6 +971,10 @@ impl Driver {
             }
             Command::RefreshRegistration { reg, reply } => {
                 let _ = reply.send(self.ua.refresh_registration(reg, now));
+            }
+            Command::StartNat { opts, reply } => {
+                let r = self.start_nat(opts).await;
+                let _ = reply.send(r);
             }
             Command::SetAudio {
                 call,
@@ -1030,6 +1124,8 @@ impl Driver {
         let dest = resolve_uri(first_hop, self.sip.local_addr()).await?;
         let local_ip = self.local_ip_towards(dest);
         let route = spec.outbound_proxy.iter().map(|p| loose_route(p)).collect();
+        // RFC 5626 §3.5: keep the flow to the first hop open.
+        self.keepalive.add_target(dest, std::time::Instant::now());
         let cfg = RegistrationConfig {
             aor: spec.aor,
             registrar: spec.registrar,
@@ -1075,12 +1171,16 @@ impl Driver {
             .as_ref()
             .and_then(|s| s.local_addr().ok())
             .map(|a| a.port());
-        let local = LocalMedia {
+        let mut local = LocalMedia {
             addr: local_ip,
             rtp_port: port,
             rtcp_port,
             ..self.template.clone()
         };
+        if let Some(server) = self.stun_server {
+            self.map_media(server, &socket, rtcp_socket.as_ref(), &mut local)
+                .await;
+        }
         Ok((
             PendingMedia {
                 socket: Arc::new(socket),
@@ -1090,6 +1190,44 @@ impl Driver {
             },
             local,
         ))
+    }
+
+    /// STUN on the call's RTP and RTCP sockets before their receive tasks
+    /// start: when the NAT maps them elsewhere, the SDP names the public
+    /// address and ports (`c=`, `m=`, `a=rtcp`), so the peer's media comes
+    /// back through the mappings our own packets keep open.
+    async fn map_media(
+        &mut self,
+        server: SocketAddr,
+        rtp: &UdpSocket,
+        rtcp: Option<&UdpSocket>,
+        local: &mut LocalMedia,
+    ) {
+        use crate::nat::{DISCOVERY_LIMIT, discover, stun::DEFAULT_RTO};
+        let rtp_public = match discover(rtp, server, DEFAULT_RTO, DISCOVERY_LIMIT).await {
+            Ok(a) => SocketAddr::new(canonical_ip(a.ip()), a.port()),
+            Err(e) => {
+                tracing::warn!("RTP port mapping: {e}; the SDP names the local address");
+                return;
+            }
+        };
+        if rtp_public == SocketAddr::new(local.addr, local.rtp_port) {
+            return;
+        }
+        let rtcp_public = match rtcp {
+            Some(s) => discover(s, server, DEFAULT_RTO, DISCOVERY_LIMIT).await.ok(),
+            None => None,
+        };
+        tracing::info!(
+            "media behind NAT: RTP {}:{} is {rtp_public} outside",
+            local.addr,
+            local.rtp_port
+        );
+        local.addr = rtp_public.ip();
+        local.rtp_port = rtp_public.port();
+        if let Some(r) = rtcp_public {
+            local.rtcp_port = Some(r.port());
+        }
     }
 
     /// Starts the tasks that forward datagrams from the call's RTP and RTCP
@@ -1265,6 +1403,38 @@ impl Driver {
     }
 
     async fn drain(&mut self) {
+        let now = std::time::Instant::now();
+        while let Some(o) = self.keepalive.poll_output() {
+            match o {
+                NatOutput::Transmit { dest, payload } => {
+                    let t = crate::transport::Transmit { dest, payload };
+                    if let Err(e) = self.sip.send(&t).await {
+                        tracing::debug!("keep-alive to {dest}: {e}");
+                    }
+                }
+                NatOutput::MappingChanged {
+                    server,
+                    previous,
+                    current,
+                } => {
+                    tracing::info!(
+                        "NAT mapping changed: {previous} -> {current} (seen by {server})"
+                    );
+                    let ev = NatEvent::MappingChanged {
+                        server,
+                        previous,
+                        current,
+                    };
+                    let _ = self.events.send(PhoneEvent::Ua(UaEvent::Nat(ev)));
+                    self.ua.learn_public_address(current, NatSource::Stun, now);
+                }
+                NatOutput::MappingLearnt { server, current } => {
+                    if Some(server) != self.stun_server || self.ua.public_address().is_none() {
+                        self.learn_if_nated(current, now);
+                    }
+                }
+            }
+        }
         while let Some(o) = self.ua.poll_output() {
             match o {
                 UaOutput::Transmit(t) => {
@@ -1275,6 +1445,17 @@ impl Driver {
                 }
                 UaOutput::Event(e) => self.on_ua_event(e),
             }
+        }
+    }
+
+    /// A STUN answer showed `public`: when it is not our own address we
+    /// are behind a NAT and Contacts use it.
+    fn learn_if_nated(&mut self, public: SocketAddr, now: std::time::Instant) {
+        let bound = self.sip.local_addr();
+        let ours =
+            bound.ip() == public.ip() || self.route_cache.values().any(|ip| *ip == public.ip());
+        if !(ours && bound.port() == public.port()) {
+            self.ua.learn_public_address(public, NatSource::Stun, now);
         }
     }
 
