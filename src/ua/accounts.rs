@@ -171,6 +171,7 @@ impl UserAgent {
             event: RegEvent::Registering,
         });
         self.send_register(handle, now);
+        self.drain_tx(now);
         handle
     }
 

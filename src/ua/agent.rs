@@ -476,7 +476,10 @@ impl UserAgent {
         let (key, mut resp, dest) = {
             let c = self.calls.get(&call).ok_or(UaError::NoSuchCall { call })?;
             contact_ip = c.local_ip;
-            let resp = make_response(&c.invite, 200, Some(&c.local_tag));
+            let mut resp = make_response(&c.invite, 200, Some(&c.local_tag));
+            // RFC 3261 §12.1.1: the dialog-creating response carries the
+            // request's Record-Route values, in order.
+            resp.headers.copy_from(&c.invite.headers, "Record-Route");
             let dest = c
                 .invite
                 .headers
@@ -875,6 +878,8 @@ impl UserAgent {
         let from = req.headers.get("From").unwrap_or_default().to_string();
         let to = req.headers.get("To").unwrap_or_default().to_string();
         let mut ringing = make_response(&req, 180, Some(&local_tag));
+        // RFC 3261 §12.1.1: an early dialog's route set comes from here too.
+        ringing.headers.copy_from(&req.headers, "Record-Route");
         ringing.headers.push("Contact", self.contact(local_ip));
         let _ = self.tx.send_response(&key, ringing, now);
         let handle = self.next_handle;

@@ -1462,6 +1462,7 @@ impl Driver {
     fn on_ua_event(&mut self, e: UaEvent) {
         match e {
             UaEvent::Media { call, ref media } => {
+                self.open_pinholes(call, media);
                 self.apply_media(call, media);
                 let _ = self.events.send(PhoneEvent::Ua(e));
             }
@@ -1499,6 +1500,28 @@ impl Driver {
             other => {
                 let _ = self.events.send(PhoneEvent::Ua(other));
             }
+        }
+    }
+
+    /// Behind a NAT, opens the mappings of the call's RTP and RTCP sockets
+    /// towards the peer at once, with an empty datagram (RFC 6263 §4.1),
+    /// before the peer's first packets reach the NAT: a packet from the
+    /// peer that arrives first is taken by the NAT for its own and makes it
+    /// give our flow another public port than the one the SDP names.
+    fn open_pinholes(&self, call: CallHandle, media: &NegotiatedMedia) {
+        if self.ua.public_address().is_none() {
+            return;
+        }
+        let Some(m) = self.calls.get(&call) else {
+            return;
+        };
+        if let Some(rtp) = media.remote_rtp {
+            let _ = m.socket.try_send_to(&[], rtp);
+        }
+        if let (Some(sock), Some(rtcp)) = (&m.rtcp_socket, media.remote_rtcp)
+            && !media.rtcp_mux
+        {
+            let _ = sock.try_send_to(&[], rtcp);
         }
     }
 

@@ -1490,3 +1490,213 @@ fn a_challenged_refer_is_sent_again_with_credentials_rfc3261_22_2() {
         UaEvent::TransferRequested { call, .. } if *call == incoming
     )));
 }
+
+// ----- NAT: Record-Route, rport (RFC 3581) and the public Contact -----
+
+#[test]
+fn dialog_creating_responses_copy_the_record_route_in_order_rfc3261_12_1_1() {
+    let mut p = Pair::new();
+    let invite = format!(
+        "INVITE sip:bob@127.0.0.2:5062 SIP/2.0\r\nRecord-Route: <sip:p2.example.com;lr>\r\nRecord-Route: <sip:p1.example.com;lr;ftag=x>\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKrr1;rport\r\nMax-Forwards: 70\r\nFrom: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:bob@127.0.0.2>\r\nCall-ID: rr1\r\nCSeq: 1 INVITE\r\nContact: <sip:a@127.0.0.1:5060>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{}",
+        OFFER.len(),
+        OFFER
+    )
+    .into_bytes();
+    p.b.handle_datagram(&invite, addr(A), addr(B).ip(), p.now);
+    let mut sent = Vec::new();
+    let drain = |p: &mut Pair, sent: &mut Vec<String>| {
+        while let Some(o) = p.b.poll_output() {
+            match o {
+                UaOutput::Transmit(t) => sent.push(String::from_utf8(t.payload).unwrap()),
+                UaOutput::Event(e) => p.b_events.push(e),
+            }
+        }
+    };
+    drain(&mut p, &mut sent);
+    let call = p.incoming();
+    p.b.answer(call, media("127.0.0.2", 50000), p.now).unwrap();
+    drain(&mut p, &mut sent);
+    for status in ["SIP/2.0 180", "SIP/2.0 200"] {
+        let text = sent
+            .iter()
+            .find(|s| s.starts_with(status))
+            .unwrap_or_else(|| panic!("{status} sent: {sent:?}"));
+        let SipMessage::Response(r) = parse_datagram(text.as_bytes()).unwrap() else {
+            panic!("a response");
+        };
+        let rr: Vec<&str> = r.headers.get_all("Record-Route").collect();
+        assert_eq!(
+            rr,
+            vec!["<sip:p2.example.com;lr>", "<sip:p1.example.com;lr;ftag=x>"],
+            "{status}"
+        );
+    }
+}
+
+const OFFER: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+
+/// The next REGISTER `ua` sends.
+fn next_register(ua: &mut UserAgent, events: &mut Vec<UaEvent>) -> Option<crate::sip::Request> {
+    let mut found = None;
+    while let Some(o) = ua.poll_output() {
+        match o {
+            UaOutput::Transmit(t) => {
+                if let Ok(SipMessage::Request(r)) = parse_datagram(&t.payload)
+                    && r.method == crate::sip::Method::Register
+                {
+                    found = Some(r);
+                }
+            }
+            UaOutput::Event(e) => events.push(e),
+        }
+    }
+    found
+}
+
+/// The registrar's 200 OK, with our Via completed as a server behind the
+/// NAT would (RFC 3581 §4: `received` and `rport` = where it came from).
+fn register_ok(req: &crate::sip::Request, seen_from: SocketAddr) -> Vec<u8> {
+    let via = req.headers.get("Via").unwrap().replace(
+        ";rport",
+        &format!(";received={};rport={}", seen_from.ip(), seen_from.port()),
+    );
+    let contacts: Vec<String> = req
+        .headers
+        .get_all("Contact")
+        .filter(|c| !c.contains("expires=0"))
+        .map(|c| format!("Contact: {c};expires=600\r\n"))
+        .collect();
+    format!(
+        "SIP/2.0 200 OK\r\nVia: {via}\r\nFrom: {}\r\nTo: {};tag=reg\r\nCall-ID: {}\r\nCSeq: {}\r\n{}Content-Length: 0\r\n\r\n",
+        req.headers.get("From").unwrap(),
+        req.headers.get("To").unwrap(),
+        req.headers.get("Call-ID").unwrap(),
+        req.headers.get("CSeq").unwrap(),
+        contacts.concat()
+    )
+    .into_bytes()
+}
+
+#[test]
+fn rport_in_the_register_response_moves_the_contact_and_removes_the_stale_binding_rfc3581_4() {
+    let mut ua = ua("alice", A, 7);
+    let mut events = Vec::new();
+    let mut now = Instant::now();
+    let registrar = addr("198.51.100.70:5060");
+    let cfg = super::registration::RegistrationConfig {
+        aor: "sip:alice@example.com".into(),
+        registrar: "sip:example.com".into(),
+        expires: 600,
+        route: Vec::new(),
+    };
+    ua.register(cfg, registrar, addr(A).ip(), now);
+    let first = next_register(&mut ua, &mut events).expect("a REGISTER");
+    assert_eq!(
+        first.headers.get_all("Contact").collect::<Vec<_>>(),
+        vec!["<sip:alice@127.0.0.1:5060>"]
+    );
+    // The registrar saw it from the NAT's public address.
+    let public = addr("198.51.100.65:40000");
+    ua.handle_datagram(&register_ok(&first, public), registrar, addr(A).ip(), now);
+    let moved = next_register(&mut ua, &mut events).expect("registers again at once");
+    assert_eq!(
+        moved.headers.get_all("Contact").collect::<Vec<_>>(),
+        vec![
+            "<sip:alice@198.51.100.65:40000>",
+            "<sip:alice@127.0.0.1:5060>;expires=0"
+        ]
+    );
+    assert!(has(&events, |e| matches!(
+        e,
+        UaEvent::Nat(crate::nat::NatEvent::PublicAddressChanged {
+            previous: None,
+            current,
+            source: crate::nat::NatSource::Rport
+        }) if *current == public
+    )));
+    ua.handle_datagram(&register_ok(&moved, public), registrar, addr(A).ip(), now);
+    assert!(
+        next_register(&mut ua, &mut events).is_none(),
+        "the Contact is right now: no further REGISTER"
+    );
+    assert_eq!(ua.public_address(), Some(public));
+    // The NAT restarts; the refresh (RFC 3261 §10.2.4, half the expiry)
+    // shows a new mapping, and the binding moves again.
+    now += Duration::from_secs(301);
+    ua.handle_timeout(now);
+    let refresh = next_register(&mut ua, &mut events).expect("a refresh");
+    assert_eq!(
+        refresh.headers.get_all("Contact").collect::<Vec<_>>(),
+        vec!["<sip:alice@198.51.100.65:40000>"]
+    );
+    let renumbered = addr("198.51.100.65:51234");
+    ua.handle_datagram(
+        &register_ok(&refresh, renumbered),
+        registrar,
+        addr(A).ip(),
+        now,
+    );
+    let moved_again = next_register(&mut ua, &mut events).expect("moves again");
+    assert_eq!(
+        moved_again.headers.get_all("Contact").collect::<Vec<_>>(),
+        vec![
+            "<sip:alice@198.51.100.65:51234>",
+            "<sip:alice@198.51.100.65:40000>;expires=0"
+        ]
+    );
+}
+
+#[test]
+fn a_response_from_an_unnatted_registrar_changes_nothing_rfc3581_4() {
+    let mut ua = ua("alice", A, 8);
+    let mut events = Vec::new();
+    let now = Instant::now();
+    let registrar = addr("127.0.0.9:5060");
+    let cfg = super::registration::RegistrationConfig {
+        aor: "sip:alice@example.com".into(),
+        registrar: "sip:example.com".into(),
+        expires: 600,
+        route: Vec::new(),
+    };
+    ua.register(cfg, registrar, addr(A).ip(), now);
+    let first = next_register(&mut ua, &mut events).unwrap();
+    ua.handle_datagram(&register_ok(&first, addr(A)), registrar, addr(A).ip(), now);
+    assert!(next_register(&mut ua, &mut events).is_none());
+    assert!(!has(&events, |e| matches!(e, UaEvent::Nat(_))));
+}
+
+#[test]
+fn invite_and_its_200_carry_the_public_contact_once_known() {
+    let mut p = Pair::new();
+    let public = addr("198.51.100.65:40000");
+    p.b.learn_public_address(public, crate::nat::NatSource::Stun, p.now);
+    p.a.learn_public_address(
+        addr("198.51.100.66:41000"),
+        crate::nat::NatSource::Stun,
+        p.now,
+    );
+    p.dial();
+    let call = p.incoming();
+    p.b.answer(call, media("127.0.0.2", 50000), p.now).unwrap();
+    p.settle();
+    let contact_in = |from: &str, prefix: &str| {
+        p.raw
+            .iter()
+            .filter(|(f, _)| f == from)
+            .map(|(_, d)| String::from_utf8_lossy(d).to_string())
+            .find(|t| t.starts_with(prefix))
+            .and_then(|t| {
+                t.lines()
+                    .find(|l| l.starts_with("Contact:"))
+                    .map(str::to_string)
+            })
+    };
+    assert_eq!(
+        contact_in("a", "INVITE").as_deref(),
+        Some("Contact: <sip:alice@198.51.100.66:41000>")
+    );
+    assert_eq!(
+        contact_in("b", "SIP/2.0 200").as_deref(),
+        Some("Contact: <sip:bob@198.51.100.65:40000>")
+    );
+}

@@ -73,7 +73,7 @@
 
 use std::fmt::Write as _;
 use std::io::Read;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -127,6 +127,15 @@ pub struct KamailioOptions {
     pub algorithm: DigestAlgorithm,
     /// Kamailio `debug` level (2 = info, 3 = debug). Default 2.
     pub debug: i32,
+    /// Where to listen. Default `None`: 127.0.0.1 on a free port.
+    pub listen: Option<SocketAddr>,
+    /// Run inside this network namespace (`ip netns exec <name>`); the
+    /// readiness check then goes over the RPC unix socket, which works
+    /// across namespaces. Default `None`: the machine's namespace.
+    pub netns: Option<String>,
+    /// Load the `stun` module: Binding requests on the SIP port are
+    /// answered (RFC 5626 §4.4.2 keep-alives). Default false.
+    pub stun: bool,
 }
 
 impl Default for KamailioOptions {
@@ -140,6 +149,9 @@ impl Default for KamailioOptions {
             record_route: true,
             algorithm: DigestAlgorithm::Md5,
             debug: 2,
+            listen: None,
+            netns: None,
+            stun: false,
         }
     }
 }
@@ -147,7 +159,9 @@ impl Default for KamailioOptions {
 /// A running Kamailio; stopped on drop.
 pub struct Kamailio {
     child: Child,
+    ip: IpAddr,
     port: u16,
+    netns: Option<String>,
     domain: String,
     dir: tempfile::TempDir,
     ctl_socket: PathBuf,
@@ -160,10 +174,14 @@ impl Kamailio {
     /// answers an OPTIONS. Panics (with Kamailio's log) if it does not start.
     pub fn start(users: &[(&str, &str)], opts: KamailioOptions) -> Kamailio {
         let mut last_log = String::new();
+        if let Some(listen) = opts.listen {
+            return Self::try_start(users, &opts, listen.ip(), listen.port())
+                .unwrap_or_else(|log| panic!("kamailio did not start; its log:\n{log}"));
+        }
         // A free port can be taken between our probe and Kamailio's bind.
         for _attempt in 0..3 {
             let port = free_udp_port();
-            match Self::try_start(users, &opts, port) {
+            match Self::try_start(users, &opts, IpAddr::V4(Ipv4Addr::LOCALHOST), port) {
                 Ok(k) => return k,
                 Err(log) => last_log = log,
             }
@@ -174,6 +192,7 @@ impl Kamailio {
     fn try_start(
         users: &[(&str, &str)],
         opts: &KamailioOptions,
+        ip: IpAddr,
         port: u16,
     ) -> Result<Kamailio, String> {
         let dir = tempfile::Builder::new()
@@ -182,10 +201,20 @@ impl Kamailio {
             .expect("a tempdir can be created");
         let ctl_socket = dir.path().join("ctl.sock");
         let cfg_path = dir.path().join("kamailio.cfg");
-        let cfg = render_config(users, opts, port, &ctl_socket);
+        let cfg = render_config(users, opts, ip, port, &ctl_socket);
         std::fs::write(&cfg_path, cfg).expect("the config file can be written");
 
-        let mut child = Command::new(KAMAILIO_BIN)
+        // `ip netns exec` execs Kamailio in the same process: the PID and
+        // process group below are Kamailio's.
+        let mut cmd = match &opts.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, KAMAILIO_BIN]);
+                c
+            }
+            None => Command::new(KAMAILIO_BIN),
+        };
+        let mut child = cmd
             .arg("-f")
             .arg(&cfg_path)
             .args(["-DD", "-E", "-m", "32", "-M", "8"])
@@ -217,7 +246,9 @@ impl Kamailio {
         });
         let mut k = Kamailio {
             child,
+            ip,
             port,
+            netns: opts.netns.clone(),
             domain: opts.domain.clone(),
             dir,
             ctl_socket,
@@ -227,8 +258,35 @@ impl Kamailio {
         Ok(k)
     }
 
-    /// Probes with OPTIONS until any response comes back.
+    /// Probes with OPTIONS until any response comes back (inside a
+    /// namespace: until the RPC socket answers, which Kamailio opens after
+    /// binding its SIP socket).
     fn wait_ready(&mut self) -> Result<(), String> {
+        if self.netns.is_some() {
+            let deadline = Instant::now() + READY_TIMEOUT;
+            while Instant::now() < deadline {
+                let ok = Command::new(KAMCMD_BIN)
+                    .arg("-s")
+                    .arg(format!("unix:{}", self.ctl_socket.display()))
+                    .arg("core.uptime")
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success());
+                if ok {
+                    return Ok(());
+                }
+                if self.has_exited() {
+                    return Err(self.log());
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            return Err(format!(
+                "no RPC answer within {READY_TIMEOUT:?}\n{}",
+                self.log()
+            ));
+        }
         let sock = UdpSocket::bind("127.0.0.1:0").expect("a probe socket binds");
         sock.set_read_timeout(Some(Duration::from_millis(100)))
             .expect("a read timeout can be set");
@@ -269,24 +327,25 @@ impl Kamailio {
         !matches!(self.child.try_wait(), Ok(None))
     }
 
-    /// The UDP port Kamailio listens on (on 127.0.0.1).
+    /// The UDP port Kamailio listens on (on 127.0.0.1 unless
+    /// [`KamailioOptions::listen`] says otherwise).
     pub fn port(&self) -> u16 {
         self.port
     }
 
-    /// `127.0.0.1:<port>`.
+    /// `<ip>:<port>`, e.g. `127.0.0.1:<port>`.
     pub fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        self.socket_addr().to_string()
     }
 
     /// [`Kamailio::addr`] as a socket address.
     pub fn socket_addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
+        SocketAddr::new(self.ip, self.port)
     }
 
-    /// `sip:127.0.0.1:<port>`: the registrar / outbound proxy URI.
+    /// `sip:<ip>:<port>`: the registrar / outbound proxy URI.
     pub fn uri(&self) -> String {
-        format!("sip:127.0.0.1:{}", self.port)
+        format!("sip:{}", self.socket_addr())
     }
 
     /// The users' domain (`KamailioOptions::domain`).
@@ -419,7 +478,13 @@ fn cfg_string(s: &str) -> String {
     out
 }
 
-fn render_config(users: &[(&str, &str)], opts: &KamailioOptions, port: u16, ctl: &Path) -> String {
+fn render_config(
+    users: &[(&str, &str)],
+    opts: &KamailioOptions,
+    ip: IpAddr,
+    port: u16,
+    ctl: &Path,
+) -> String {
     assert!(
         opts.domain
             .chars()
@@ -463,6 +528,15 @@ fn render_config(users: &[(&str, &str)], opts: &KamailioOptions, port: u16, ctl:
     };
     TEMPLATE
         .replace("@@DEBUG@@", &opts.debug.to_string())
+        .replace("@@LISTEN@@", &SocketAddr::new(ip, port).to_string())
+        .replace(
+            "@@STUN@@",
+            if opts.stun {
+                "loadmodule \"stun.so\""
+            } else {
+                "# stun module not loaded"
+            },
+        )
         .replace("@@PORT@@", &port.to_string())
         .replace("@@AUTH_CONDITION@@", auth_condition)
         .replace("@@DOMAIN@@", &opts.domain)

@@ -34,7 +34,31 @@ impl Sipline {
         envs: &[(String, String)],
         stdin: Option<&str>,
     ) -> Sipline {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sipline"));
+        Self::spawn_cmd(
+            Command::new(env!("CARGO_BIN_EXE_sipline")),
+            name,
+            args,
+            envs,
+            stdin,
+        )
+    }
+
+    /// [`Sipline::spawn`] inside the network namespace `netns` (`ip netns
+    /// exec`, which execs sipline in the same process, so the PID is
+    /// sipline's).
+    pub fn spawn_in(netns: &str, name: &str, args: &[&str], envs: &[(String, String)]) -> Sipline {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", netns, env!("CARGO_BIN_EXE_sipline")]);
+        Self::spawn_cmd(cmd, name, args, envs, None)
+    }
+
+    fn spawn_cmd(
+        mut cmd: Command,
+        name: &str,
+        args: &[&str],
+        envs: &[(String, String)],
+        stdin: Option<&str>,
+    ) -> Sipline {
         cmd.arg("--json")
             .arg("-v")
             .args(args)
