@@ -444,15 +444,37 @@ fn after_the_nat_reboots_with_new_ports_the_phone_reregisters_and_is_reachable()
     let ka = vec!["--keepalive".to_string(), "3".into()];
     let mut alice = alice_answer(&nat, dir.path(), &ka);
     let before = public_binding(&k, &nat, None);
+    let old = before.trim_start_matches("sip:alice@").to_string();
+    // Let a keep-alive see the mapping first, so the reboot shows up as a
+    // change of what the keep-alives see.
+    let deadline = Instant::now() + SECS;
+    while !alice.stderr().contains("NAT keep-alive to") {
+        assert!(
+            Instant::now() < deadline,
+            "no STUN keep-alive answered:\n{}",
+            alice.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     // The NAT "reboots": every mapping is forgotten and new ones get
     // random ports.
     nat.set_random_fully(true);
     nat.flush_conntrack();
-    let changed = wait_for(&mut alice, SECS, "nat_mapping_changed", |v| {
-        v["event"] == "nat_mapping_changed"
-    });
+    let changed = wait_for(
+        &mut alice,
+        SECS,
+        "nat_changed away from the old address",
+        |v| v["event"] == "nat_changed" && v["previous"] == old.as_str(),
+    );
     let current = changed["current"].as_str().unwrap().to_string();
-    assert_ne!(before, format!("sip:alice@{current}"), "{changed}");
+    assert_ne!(old, current, "{changed}");
+    let seen = alice.seen_events().to_vec();
+    assert!(
+        seen.iter().any(|v| v["event"] == "nat_mapping_changed"
+            && v["previous"] == old.as_str()
+            && v["current"] == current.as_str()),
+        "a keep-alive noticed the new mapping: {seen:?}"
+    );
     let after = public_binding(&k, &nat, Some(&before));
     assert_eq!(after, format!("sip:alice@{current}"));
     let (code, events, stderr) =

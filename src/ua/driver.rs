@@ -1429,6 +1429,7 @@ impl Driver {
                     self.ua.learn_public_address(current, NatSource::Stun, now);
                 }
                 NatOutput::MappingLearnt { server, current } => {
+                    tracing::info!("NAT keep-alive to {server}: our address is {current}");
                     if Some(server) != self.stun_server || self.ua.public_address().is_none() {
                         self.learn_if_nated(current, now);
                     }
