@@ -47,6 +47,9 @@ pub enum Command {
     Loopback(LoopbackArgs),
     /// Register an account and stay registered until Ctrl-C.
     Register(RegisterArgs),
+    /// Ask a STUN server for our public address and how the NAT behaves
+    /// (RFC 5780), with one line of advice.
+    NatCheck(NatCheckArgs),
 }
 
 /// Options of the interactive phone.
@@ -167,6 +170,15 @@ pub struct RegisterArgs {
     pub bind: Option<IpAddr>,
     #[command(flatten)]
     pub account: AccountArgs,
+}
+
+/// Options of `nat-check`.
+#[derive(Debug, Args, Clone)]
+pub struct NatCheckArgs {
+    /// The STUN server (port 3478 by default). For the mapping and
+    /// filtering behaviour it must support RFC 5780 (two IP addresses).
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub stun: Option<String>,
 }
 
 /// Options shared by `call` and `answer`.

@@ -1,6 +1,6 @@
 //! Command line: clap arguments, the interactive phone (`phone`, the
 //! default, with its command language in `repl`), the `call`, `answer`,
-//! `register` and `loopback` commands, exit codes and JSON events.
+//! `register`, `loopback` and `nat-check` commands, exit codes and JSON events.
 
 pub mod account;
 pub mod answer;
@@ -11,6 +11,8 @@ pub mod events;
 pub mod exit;
 pub mod io;
 pub mod loopback;
+pub mod nat_behaviour;
+pub mod nat_check;
 pub mod phone;
 pub mod register;
 pub mod repl;
@@ -35,6 +37,7 @@ pub async fn run(cli: Cli) -> Exit {
         Some(Command::Answer(a)) => answer::run(a, emit).await,
         Some(Command::Loopback(a)) => loopback::run(a, emit).await,
         Some(Command::Register(a)) => register::run(a, emit).await,
+        Some(Command::NatCheck(a)) => nat_check::run(a, emit).await,
     }
 }
 
