@@ -53,6 +53,7 @@ pub fn phone_config(args: &CommonArgs, default_port: u16) -> PhoneConfig {
     cfg.ua.user = args.user.clone();
     cfg.opus = args.opus();
     cfg.rtp_timeout = rtp_timeout(args.rtp_timeout);
+    cfg.media_keepalive = rtp_timeout(args.rtp_keepalive);
     cfg.rtcp = rtcp_options(args);
     cfg.jitter_buffer = args.jitter_buffer;
     cfg
@@ -95,6 +96,7 @@ pub fn phone_config_for(
         codecs: codecs.into_iter().map(Into::into).collect(),
         opus: Default::default(),
         rtp_timeout: Some(std::time::Duration::from_secs(60)),
+        media_keepalive: Some(crate::media::keepalive::DEFAULT_INTERVAL),
         rtcp: Default::default(),
         jitter_buffer: Default::default(),
     }
