@@ -229,6 +229,8 @@ pub struct MediaSession {
     merge: Vec<i16>,
     /// Where RTP really comes from (symmetric RTP latching).
     latch: Latch,
+    /// The SDP address the latch was learnt for.
+    latch_sdp: Option<SocketAddr>,
     /// The RTP socket's NAT keep-alive timer.
     keepalive: MediaKeepalive,
     /// Something was queued on the RTP socket since the last
@@ -289,6 +291,7 @@ impl MediaSession {
             voice: true,
             merge: Vec::new(),
             latch: Latch::new(),
+            latch_sdp: config.remote,
             keepalive: MediaKeepalive::new(config.keepalive, now),
             sent_since_timeout: false,
             rng: StdRng::seed_from_u64(rng.random()),
@@ -516,7 +519,9 @@ impl MediaSession {
         if std::mem::take(&mut self.sent_since_timeout) {
             self.keepalive.on_sent(now);
         }
-        let Some(to) = self.rtp_target() else {
+        // With `c=0.0.0.0` (RFC 3264 §8.4) no media goes out, but the
+        // binding towards the source we latched onto is still worth keeping.
+        let Some(to) = self.rtp_target().or(self.latch.established()) else {
             return;
         };
         if self.keepalive.poll_due(now) {
@@ -659,8 +664,13 @@ impl MediaSession {
             self.talk_spurt = true;
         }
         self.sender.set_payload_type(config.payload_type);
-        if config.remote != self.config.remote {
+        // A new SDP address starts latching over; `c=0.0.0.0` (hold) and the
+        // same address again keep what was learnt.
+        if let Some(remote) = config.remote
+            && Some(remote) != self.latch_sdp
+        {
             self.latch.reset();
+            self.latch_sdp = Some(remote);
         }
         if config.keepalive != self.config.keepalive {
             self.keepalive.set_interval(config.keepalive);
@@ -1425,5 +1435,33 @@ mod tests {
             sent.extend(drain(&mut s));
         }
         assert!(sent.is_empty(), "keep-alives off");
+    }
+
+    #[test]
+    fn a_hold_with_c_0_0_0_0_keeps_the_latch_and_its_keepalives() {
+        let mut t = Instant::now();
+        let nat = SocketAddr::from(([198, 51, 100, 65], 31000));
+        let mut s = session(Some(addr(4002)), 19, t);
+        let mut peer = RtpSender::new(0, &mut StdRng::seed_from_u64(20));
+        feed(&mut s, &mut peer, nat, 3, &mut t);
+        let mut config = s.config().clone();
+        let resumed = config.clone();
+        config.remote = None;
+        config.remote_rtcp = None;
+        config.send = false;
+        s.update(config);
+        let mut sent = Vec::new();
+        let end = t + Duration::from_secs(16);
+        while t < end {
+            t += 20 * MS;
+            s.handle_timeout(t);
+            sent.extend(drain(&mut s));
+        }
+        assert_eq!(keepalives(&sent), 1);
+        assert!(sent.iter().all(|(to, _)| *to == nat), "{sent:?}");
+        // Resumed with the same SDP address: RTP goes to the latched source.
+        s.update(resumed);
+        s.push_capture(&[0; 160]);
+        assert_eq!(drain(&mut s)[0].0, nat);
     }
 }
