@@ -10,7 +10,7 @@ pub mod registration;
 
 pub use agent::{EndReason, UaConfig, UaError, UaEvent, UaOutput, UserAgent};
 pub use call::{CallDirection, CallHandle, CallState};
-pub use driver::{MediaIo, Phone, PhoneConfig, PhoneEvent};
+pub use driver::{MediaIo, Phone, PhoneConfig, PhoneEvent, RtpTap, TappedDatagram};
 
 #[cfg(test)]
 mod tests;
