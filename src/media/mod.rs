@@ -7,6 +7,7 @@ pub mod codec;
 pub mod dtmf;
 pub mod jitter;
 pub mod netem;
+pub mod quality;
 pub mod rtp;
 pub mod session;
 pub mod signal;
