@@ -395,8 +395,8 @@ mod tests {
         let mut received = vec![0i16; 24000];
         let mut noise = StdRng::seed_from_u64(2);
         for j in delay..received.len() {
-            received[j] = (f64::from(sent[j - delay]) * 0.7
-                + noise.random_range(-500.0..500.0)) as i16;
+            received[j] =
+                (f64::from(sent[j - delay]) * 0.7 + noise.random_range(-500.0..500.0)) as i16;
         }
         // A lost 20 ms frame every 200 ms.
         for start in (0..24000).step_by(1600) {
