@@ -47,16 +47,19 @@ fn codec(c: &mut Criterion) {
         let mut payload = Vec::new();
         let mut pcm = Vec::new();
         let mut i = 0;
-        group.bench_function(BenchmarkId::new("encode+decode", codec.encoding_name()), |b| {
-            b.iter(|| {
-                payload.clear();
-                pcm.clear();
-                encoder.encode(black_box(&input[i % input.len()]), &mut payload);
-                decoder.decode(black_box(&payload), &mut pcm);
-                i += 1;
-                black_box(pcm.len())
-            })
-        });
+        group.bench_function(
+            BenchmarkId::new("encode+decode", codec.encoding_name()),
+            |b| {
+                b.iter(|| {
+                    payload.clear();
+                    pcm.clear();
+                    encoder.encode(black_box(&input[i % input.len()]), &mut payload);
+                    decoder.decode(black_box(&payload), &mut pcm);
+                    i += 1;
+                    black_box(pcm.len())
+                })
+            },
+        );
     }
     group.finish();
 }

@@ -41,7 +41,10 @@ Content-Length: {}\r\n\r\n{SDP}",
 
 fn parser(c: &mut Criterion) {
     let message = invite();
-    assert!(parse_datagram(&message).is_ok(), "the INVITE is well formed");
+    assert!(
+        parse_datagram(&message).is_ok(),
+        "the INVITE is well formed"
+    );
     let mut group = c.benchmark_group("sip_parser");
     group.throughput(Throughput::Bytes(message.len() as u64));
     group.bench_function("invite", |b| {
