@@ -18,7 +18,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sipline::media::codec::CodecKind;
-use sipline::media::jitter::JitterBuffer;
+use sipline::media::jitter::{JitterBuffer, JitterConfig};
 use sipline::media::rtp::RtpPacket;
 use sipline::media::session::{MediaConfig, MediaSession};
 use sipline::media::signal::ChirpSequence;
@@ -98,7 +98,7 @@ fn media_path(c: &mut Criterion) {
 fn jitter_buffer(c: &mut Criterion) {
     let mut group = c.benchmark_group("jitter_buffer");
     group.throughput(Throughput::Elements(1));
-    let mut jb = JitterBuffer::new(8000, 160, Duration::from_millis(60));
+    let mut jb = JitterBuffer::new(8000, 160, JitterConfig::default());
     let mut rng = StdRng::seed_from_u64(5);
     let payload = Bytes::from(vec![0xFF; 160]);
     let mut now = Instant::now();

@@ -102,6 +102,101 @@ fn two_processes_call_and_the_recording_holds_the_tone() {
     assert_holds_tone(&out, 1000.0);
 }
 
+/// The `ended` event of a call with RTCP: reports went both ways and the
+/// round-trip time on loopback is under 10 ms (RFC 3550 §6.4.1 LSR/DLSR).
+fn assert_rtcp_on_loopback(who: &str, events: &[serde_json::Value], stderr: &str) {
+    let ended = events
+        .iter()
+        .find(|e| e["event"] == "ended")
+        .unwrap_or_else(|| panic!("{who}: no ended event in {events:?}"));
+    let rtcp = &ended["media"]["rtcp"];
+    let sent = rtcp["reports_sent"].as_u64().unwrap_or(0);
+    let received = rtcp["reports_received"].as_u64().unwrap_or(0);
+    // 2.5 s with a 0.2 s minimum interval: about a dozen reports.
+    assert!(
+        sent >= 4 && received >= 4,
+        "{who}: RTCP sent {sent}, received {received}: {ended}"
+    );
+    let rtt = rtcp["rtt_ms"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{who}: no RTT: {ended}"));
+    assert!((0.0..10.0).contains(&rtt), "{who}: RTT {rtt} ms: {ended}");
+    assert_eq!(rtcp["local"]["cumulative_lost"], 0, "{who}: {ended}");
+    assert_eq!(rtcp["remote"]["cumulative_lost"], 0, "{who}: {ended}");
+    assert!(rtcp["peer_cname"].as_str().is_some_and(|c| c.len() == 16));
+    let mos = ended["media"]["quality"]["mos"].as_f64().unwrap_or(0.0);
+    assert!(mos > 4.3 && mos <= 4.5, "{who}: MOS {mos}: {ended}");
+    assert!(
+        stderr.contains("estimated MOS") && stderr.contains("RTT"),
+        "{who}: no statistics block on stderr:\n{stderr}"
+    );
+}
+
+/// A call with `--rtcp-interval 0.2`; `caller_extra` is added to the
+/// caller's options. Returns the media events of caller and answerer.
+fn rtcp_call(caller_extra: &[&str]) -> (serde_json::Value, serde_json::Value) {
+    let (mut answer, port) =
+        Sipline::answer(&["--count", "1", "--null-audio", "--rtcp-interval", "0.2"]);
+    let uri = format!("sip:test@127.0.0.1:{port}");
+    let mut args = vec![
+        "call",
+        &uri,
+        "--bind",
+        "127.0.0.1",
+        "--duration",
+        "2.5",
+        "--null-audio",
+        "--rtcp-interval",
+        "0.2",
+    ];
+    args.extend_from_slice(caller_extra);
+    let mut call = Sipline::spawn("call", &args, &[]);
+    let (code, call_events) = call.wait_exit(SECS);
+    assert_eq!(code, 0, "caller: {call_events:?}\n{}", call.stderr());
+    let (code, answer_events) = answer.wait_exit(SECS);
+    assert_eq!(code, 0, "answerer: {answer_events:?}\n{}", answer.stderr());
+    assert_rtcp_on_loopback("caller", &call_events, &call.stderr());
+    assert_rtcp_on_loopback("answerer", &answer_events, &answer.stderr());
+    let media = |events: &[serde_json::Value]| {
+        events
+            .iter()
+            .find(|e| e["event"] == "media")
+            .cloned()
+            .expect("media event")
+    };
+    (media(&call_events), media(&answer_events))
+}
+
+fn port_of(addr: &serde_json::Value) -> u16 {
+    addr.as_str()
+        .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+        .map(|a| a.port())
+        .unwrap_or_else(|| panic!("not an address: {addr}"))
+}
+
+#[test]
+fn rtcp_multiplexed_by_agreement_gives_a_loopback_rtt_both_ways() {
+    let (caller, answerer) = rtcp_call(&[]);
+    for media in [&caller, &answerer] {
+        assert_eq!(media["rtcp_mux"], true, "{media}");
+        assert_eq!(
+            port_of(&media["remote_rtcp"]),
+            port_of(&media["remote_rtp"])
+        );
+    }
+}
+
+#[test]
+fn rtcp_on_rtp_port_plus_one_without_mux_gives_a_loopback_rtt_both_ways() {
+    let (caller, answerer) = rtcp_call(&["--no-rtcp-mux"]);
+    for media in [&caller, &answerer] {
+        assert_eq!(media["rtcp_mux"], false, "{media}");
+        let rtp = port_of(&media["remote_rtp"]);
+        assert_eq!(rtp % 2, 0, "RTP on an even port: {media}");
+        assert_eq!(port_of(&media["remote_rtcp"]), rtp + 1, "{media}");
+    }
+}
+
 #[test]
 fn calls_work_over_ipv6_loopback() {
     let dir = tempfile::tempdir().unwrap();

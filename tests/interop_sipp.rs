@@ -385,3 +385,271 @@ fn answerer_idle_before_the_call_sends_rtp_in_real_time_without_a_burst() {
         "answerer sent {sent} RTP packets in a {secs:.2} s call (at most {most} expected)"
     );
 }
+
+/// An even UDP port on 127.0.0.1 for SIPp's RTP echo, with the next two
+/// ports free as well (SIPp echoes on PORT and PORT + 2; PORT + 1 is where
+/// a caller sends RTCP by default).
+fn free_media_port() -> u16 {
+    for _ in 0..50 {
+        let even = free_udp_port() & !1;
+        if !(1024..=65530).contains(&even) {
+            continue;
+        }
+        let bound: Vec<_> = (0..3)
+            .filter_map(|i| UdpSocket::bind(("127.0.0.1", even + i)).ok())
+            .collect();
+        if bound.len() == 3 {
+            return even;
+        }
+    }
+    panic!("no three consecutive free UDP ports on 127.0.0.1");
+}
+
+/// A SIPp callee with its RTP echo on `media_port`.
+fn sipp_echo_uas(scenario_file: &str, media_port: u16) -> Sipp {
+    let mp = media_port.to_string();
+    Sipp::start_uas(&[
+        "-sf",
+        scenario_file,
+        "-rtp_echo",
+        "-mp",
+        &mp,
+        "-mi",
+        "127.0.0.1",
+    ])
+}
+
+/// Calls `sipp` for 2.5 s with a 0.2 s RTCP interval; returns the media
+/// event and the `media` object of the ended event.
+fn call_sipp_echo(sipp: &mut Sipp) -> (Value, Value) {
+    let mut call = sipline_call(
+        &sipp.uri(),
+        &["--duration", "2.5", "--rtcp-interval", "0.2"],
+    );
+    let (code, events) = call.wait_exit(LIMIT);
+    assert_exits(&call, code, 0, &events, sipp);
+    let media = events_named(&events, "media");
+    let ended = events_named(&events, "ended");
+    assert_eq!((media.len(), ended.len()), (1, 1), "{events:#?}");
+    let stats = ended[0]["media"].clone();
+    // SIPp echoes our RTP: about 125 packets come back.
+    assert!(
+        stats["packets_received"].as_u64().unwrap_or(0) >= 100,
+        "RTP echo: {stats:#}\n{}",
+        call.stderr()
+    );
+    (media[0].clone(), stats)
+}
+
+/// The echoed RTCP gives receiver reports about our own stream and a
+/// round-trip time. Reflected, our report's LSR/DLSR describe the previous
+/// echo, so the figure is twice the loop's delay: still well under 10 ms on
+/// loopback.
+fn assert_echoed_rtcp_gives_an_rtt(stats: &Value) {
+    let rtcp = &stats["rtcp"];
+    assert!(
+        rtcp["reports_received"].as_u64().unwrap_or(0) >= 4,
+        "RTCP came back: {rtcp:#}"
+    );
+    let rtt = rtcp["rtt_ms"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no RTT: {rtcp:#}"));
+    assert!((0.0..10.0).contains(&rtt), "RTT {rtt} ms: {rtcp:#}");
+    assert_eq!(rtcp["remote"]["cumulative_lost"], 0, "{rtcp:#}");
+    assert!(
+        rtcp["remote"]["highest_seq"].as_u64().unwrap_or(0) > 0,
+        "{rtcp:#}"
+    );
+}
+
+#[test]
+fn sipp_rtp_echo_with_rtcp_mux_returns_our_reports_with_a_loopback_rtt() {
+    let media_port = free_media_port();
+    let mut sipp = sipp_echo_uas(&scenario("uas_echo_rtcp_mux.xml"), media_port);
+    let (media, stats) = call_sipp_echo(&mut sipp);
+    // We offered a=rtcp-mux and SIPp's answer has it: RTCP on the RTP port.
+    assert_eq!(media["rtcp_mux"], true, "{media}");
+    assert_eq!(media["remote_rtcp"], format!("127.0.0.1:{media_port}"));
+    assert_echoed_rtcp_gives_an_rtt(&stats);
+}
+
+#[test]
+fn sipp_rtp_echo_on_the_a_rtcp_port_returns_our_reports_with_a_loopback_rtt() {
+    let media_port = free_media_port();
+    let dir = tempfile::tempdir().expect("create temp dir");
+    let file = dir.path().join("uas_echo_rtcp_port.xml");
+    let text = fs::read_to_string(scenario("uas_echo_rtcp_port.xml")).expect("read scenario");
+    fs::write(
+        &file,
+        text.replace("@RTCP_PORT@", &(media_port + 2).to_string()),
+    )
+    .expect("write scenario");
+    let mut sipp = sipp_echo_uas(&file.to_string_lossy(), media_port);
+    let (media, stats) = call_sipp_echo(&mut sipp);
+    // No mux in the answer: RTCP from our RTCP socket to its a=rtcp port.
+    assert_eq!(media["rtcp_mux"], false, "{media}");
+    assert_eq!(
+        media["remote_rtcp"],
+        format!("127.0.0.1:{}", media_port + 2)
+    );
+    assert_echoed_rtcp_gives_an_rtt(&stats);
+}
+
+/// SIPp's built-in callee answers without a=rtcp or a=rtcp-mux, so RTCP
+/// goes to RTP port + 1 (RFC 3550 §11), where SIPp neither listens nor
+/// echoes: reports go out, none come back, and no RTT is claimed.
+#[test]
+fn sipp_rtp_echo_ignores_rtcp_on_port_plus_one_and_no_rtt_is_invented() {
+    let media_port = free_media_port();
+    let mp = media_port.to_string();
+    let mut sipp = Sipp::start_uas(&["-sn", "uas", "-rtp_echo", "-mp", &mp, "-mi", "127.0.0.1"]);
+    let mut call = sipline_call(
+        &sipp.uri(),
+        &["--duration", "1.5", "--rtcp-interval", "0.2"],
+    );
+    let (code, events) = call.wait_exit(LIMIT);
+    assert_exits(&call, code, 0, &events, &mut sipp);
+    let media = events_named(&events, "media");
+    assert_eq!(
+        media[0]["remote_rtcp"],
+        format!("127.0.0.1:{}", media_port + 1)
+    );
+    let ended = events_named(&events, "ended");
+    let rtcp = &ended[0]["media"]["rtcp"];
+    assert!(rtcp["reports_sent"].as_u64().unwrap_or(0) >= 3, "{rtcp:#}");
+    assert_eq!(rtcp["reports_received"], 0, "{rtcp:#}");
+    assert!(rtcp["rtt_ms"].is_null(), "{rtcp:#}");
+    assert!(ended[0]["media"]["packets_received"].as_u64().unwrap_or(0) >= 50);
+}
+
+/// RFC 4733 events read from RTP packets: (payload type, event code, end
+/// bit) of every packet, in arrival order.
+fn telephone_events(packets: &[Vec<u8>], pt: u8) -> Vec<(u8, bool)> {
+    packets
+        .iter()
+        .filter(|p| p.len() >= 16 && p[1] & 0x7f == pt)
+        .map(|p| (p[12], p[13] & 0x80 != 0))
+        .collect()
+}
+
+/// RFC 3264 §5.1 / RFC 4733 §2.5.1: the callee's answer maps
+/// telephone-event to 97; the events we send carry 97 (not the 101 we
+/// offered), one event per digit, each ended by three end packets.
+#[test]
+fn dtmf_uses_the_payload_type_of_sipps_answer_with_three_end_packets() {
+    let rtp = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind RTP sink");
+    rtp.set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("set timeout");
+    let rtp_port = rtp.local_addr().expect("local addr").port().to_string();
+    let mut sipp = Sipp::start_uas(&[
+        "-sf",
+        &scenario("uas_dtmf_pt97.xml"),
+        "-set",
+        "rtpport",
+        &rtp_port,
+    ]);
+    let mut call = sipline_call(
+        &sipp.uri(),
+        &["--duration", "3", "--dtmf", "159#", "--dtmf-after", "0.3"],
+    );
+    // Read until the stream has been silent for a second (the call ended).
+    let mut packets = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last = Instant::now();
+    let mut buf = [0u8; 2048];
+    while Instant::now() < deadline {
+        match rtp.recv_from(&mut buf) {
+            Ok((n, _)) => {
+                packets.push(buf[..n].to_vec());
+                last = Instant::now();
+            }
+            Err(_) if !packets.is_empty() && last.elapsed() > Duration::from_secs(1) => break,
+            Err(_) => {}
+        }
+    }
+    let (code, events) = call.wait_exit(LIMIT);
+    assert_exits(&call, code, 0, &events, &mut sipp);
+
+    let audio = packets.iter().filter(|p| p[1] & 0x7f == 0).count();
+    assert!(audio > 50, "PCMU packets: {audio}");
+    assert!(
+        telephone_events(&packets, 101).is_empty(),
+        "events were sent with the offered 101 instead of the answer's 97"
+    );
+    let events97 = telephone_events(&packets, 97);
+    // Each digit: its event code while it lasts, then exactly three end packets.
+    let mut digits = Vec::new();
+    let mut ends = Vec::new();
+    for (code, end) in &events97 {
+        if digits.last() != Some(code) {
+            digits.push(*code);
+            ends.push(0);
+        }
+        if *end {
+            *ends.last_mut().expect("a digit started") += 1;
+        }
+    }
+    assert_eq!(digits, vec![1, 5, 9, 11], "event codes: {events97:?}");
+    assert_eq!(
+        ends,
+        vec![3, 3, 3, 3],
+        "end packets per digit: {events97:?}"
+    );
+}
+
+/// SIP INFO with `application/dtmf-relay` from SIPp: each digit is reported
+/// once, in order, and each INFO gets its 200.
+#[test]
+fn sip_info_digits_from_sipp_are_reported() {
+    let (mut answer, port) = Sipline::answer(&["--count", "1", "--null-audio"]);
+    let mut sipp = Sipp::start_uac(&["-sf", &scenario("uac_info_dtmf.xml")], port);
+    let (code, events) = answer.wait_exit(LIMIT);
+    // SIPp exits 0 only when both INFOs got their 200.
+    assert_exits(&answer, code, 0, &events, &mut sipp);
+    let digits: String = events_named(&events, "dtmf")
+        .iter()
+        .filter_map(|e| e["digit"].as_str())
+        .collect();
+    assert_eq!(digits, "7#", "{events:#?}");
+    assert_eq!(end_kind(&events), "remote_hangup", "{events:#?}");
+}
+
+/// RFC 4733 events sent by SIPp itself (its recorded captures for 1 and 9,
+/// on the payload type 101 that its offer names) are reported once each.
+#[test]
+fn rfc4733_digits_played_by_sipp_are_reported() {
+    let (mut answer, port) = Sipline::answer(&["--count", "1", "--null-audio"]);
+    let mut sipp = Sipp::start_uac(&["-sf", &scenario("uac_rfc4733_pcap.xml")], port);
+    let (code, events) = answer.wait_exit(LIMIT);
+    assert_exits(&answer, code, 0, &events, &mut sipp);
+    let digits: String = events_named(&events, "dtmf")
+        .iter()
+        .filter_map(|e| e["digit"].as_str())
+        .collect();
+    assert_eq!(digits, "19", "{events:#?}");
+}
+
+/// RFC 3515: SIPp answers, then transfers us with REFER to a second
+/// sipline; `sipline call` follows the transfer: it reports it, the target
+/// answers, and the call ends after the duration with our BYE to the target.
+#[test]
+fn call_follows_a_blind_transfer_from_sipp_to_the_target() {
+    let (mut carol, carol_port) = Sipline::answer(&["--count", "1", "--null-audio"]);
+    let target = format!("sip:carol@127.0.0.1:{carol_port}");
+    let mut sipp = Sipp::start_uas(&["-sf", &scenario("uas_refer.xml"), "-key", "target", &target]);
+    let mut call = sipline_call(&sipp.uri(), &["--duration", "2"]);
+    let (code, events) = call.wait_exit(LIMIT);
+    assert_exits(&call, code, 0, &events, &mut sipp);
+    let transferred = events_named(&events, "transferred");
+    assert_eq!(transferred.len(), 1, "{events:#?}");
+    assert_eq!(transferred[0]["target"], target.as_str(), "{events:#?}");
+    assert_eq!(events_named(&events, "answered").len(), 2, "{events:#?}");
+    assert_eq!(end_kind(&events), "local_hangup", "{events:#?}");
+    let (carol_code, carol_events) = carol.wait_exit(LIMIT);
+    assert_eq!(carol_code, 0, "{carol_events:#?}\n{}", carol.stderr());
+    assert_eq!(
+        end_kind(&carol_events),
+        "remote_hangup",
+        "{carol_events:#?}"
+    );
+}

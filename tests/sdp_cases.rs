@@ -18,6 +18,8 @@ fn local() -> LocalMedia {
     LocalMedia {
         addr: OUR_ADDR.parse().unwrap(),
         rtp_port: OUR_PORT,
+        rtcp_port: None,
+        rtcp_mux: true,
         codecs: vec![CodecKind::Pcmu, CodecKind::Pcma],
         telephone_event: true,
         direction: Direction::SendRecv,
@@ -301,13 +303,120 @@ fn dynamic_payload_type_is_reused_with_rtpmap_and_channels_accepted() {
 }
 
 #[test]
-fn rtcp_mux_is_never_answered_and_ptime_is_the_peers() {
+fn offered_rtcp_mux_is_answered_and_ptime_is_the_peers() {
     let offer = format!("{HEAD}m=audio 5000 RTP/AVP 0\r\na=rtcp-mux\r\na=ptime:30\r\n");
     let (sdp, media) = answer(&offer);
-    assert!(!sdp.contains("rtcp-mux"));
+    assert!(has_line(&sdp, "a=rtcp-mux"));
     assert!(has_line(&sdp, "a=ptime:20"));
     assert_eq!(media.ptime_ms, 30);
+    assert!(media.rtcp_mux);
+    assert_eq!(media.remote_rtcp, addr("192.0.2.1:5000"));
+}
+
+// Bug 22 (tests/data/bugs/22-rtcp-mux-negotiation.md): rtcp-mux only when
+// both sides signalled it (RFC 5761 §5.1.1), a=rtcp otherwise (RFC 3605).
+
+fn bug22_offer() -> String {
+    let path = format!(
+        "{}/tests/data/bugs/22a-offer-rtcp-mux-and-rtcp.sdp",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("test file {path}: {e}"))
+}
+
+#[test]
+fn bug22_a_offer_with_rtcp_mux_gets_mux_and_rtcp_goes_to_the_rtp_port() {
+    let (sdp, media) = answer(&bug22_offer());
+    assert!(has_line(&sdp, "a=rtcp-mux"), "{sdp}");
+    assert!(!sdp.contains("a=rtcp:"), "{sdp}");
+    assert!(media.rtcp_mux);
+    assert_eq!(media.remote_rtp, addr("198.51.100.22:40022"));
+    // RFC 5761 §5.1.3: send RTCP to the RTP port, not to a=rtcp 40023.
+    assert_eq!(media.remote_rtcp, addr("198.51.100.22:40022"));
+    assert_eq!(media.telephone_event, Some(101));
+}
+
+#[test]
+fn bug22_a_without_mux_support_answers_no_mux_and_uses_the_offered_a_rtcp() {
+    let mut ours = local();
+    ours.rtcp_mux = false;
+    let (sdp, media) = create_answer(bug22_offer().as_bytes(), &ours, 7, 1).unwrap();
+    assert!(!sdp.contains("rtcp-mux"), "{sdp}");
+    assert!(!media.rtcp_mux);
+    assert_eq!(media.remote_rtcp, addr("198.51.100.22:40023"));
+}
+
+#[test]
+fn bug22_b_offer_without_mux_must_not_get_mux_in_the_answer() {
+    let offer = bug22_offer().replace("a=rtcp-mux\r\n", "");
+    let (sdp, media) = answer(&offer);
+    assert!(!sdp.contains("rtcp-mux"), "{sdp}");
+    assert!(!media.rtcp_mux);
+    assert_eq!(media.remote_rtcp, addr("198.51.100.22:40023"));
+}
+
+#[test]
+fn bug22_c_answer_without_mux_to_our_mux_offer_means_separate_ports() {
+    let offer = create_offer(&local(), 1, 1);
+    assert!(has_line(&offer, "a=rtcp-mux"));
+    let plain = format!("{HEAD}m=audio 5000 RTP/AVP 0\r\n");
+    let media = apply_answer(plain.as_bytes(), &local()).unwrap();
+    assert!(!media.rtcp_mux);
     assert_eq!(media.remote_rtcp, addr("192.0.2.1:5001"));
+    let with_rtcp = format!("{HEAD}m=audio 5000 RTP/AVP 0\r\na=rtcp:6001\r\n");
+    let media = apply_answer(with_rtcp.as_bytes(), &local()).unwrap();
+    assert_eq!(media.remote_rtcp, addr("192.0.2.1:6001"));
+}
+
+#[test]
+fn answer_with_mux_to_our_mux_offer_multiplexes() {
+    let answer = format!("{HEAD}m=audio 5000 RTP/AVP 0\r\na=rtcp-mux\r\n");
+    let media = apply_answer(answer.as_bytes(), &local()).unwrap();
+    assert!(media.rtcp_mux);
+    assert_eq!(media.remote_rtcp, addr("192.0.2.1:5000"));
+}
+
+#[test]
+fn payload_types_64_to_95_rule_out_mux_rfc5761_section_4() {
+    let offer = format!(
+        "{HEAD}m=audio 5000 RTP/AVP 0 72\r\na=rtpmap:72 telephone-event/8000\r\na=rtcp-mux\r\n"
+    );
+    let (sdp, media) = answer(&offer);
+    assert_eq!(media.telephone_event, Some(72));
+    assert!(!sdp.contains("rtcp-mux"), "{sdp}");
+    assert!(!media.rtcp_mux);
+    assert_eq!(media.remote_rtcp, addr("192.0.2.1:5001"));
+    let answer = format!(
+        "{HEAD}m=audio 5000 RTP/AVP 0 72\r\na=rtpmap:72 telephone-event/8000\r\na=rtcp-mux\r\n"
+    );
+    let media = apply_answer(answer.as_bytes(), &local()).unwrap();
+    assert!(!media.rtcp_mux);
+}
+
+#[test]
+fn answer_adding_mux_we_did_not_offer_is_ignored() {
+    let mut ours = local();
+    ours.rtcp_mux = false;
+    assert!(!create_offer(&ours, 1, 1).contains("rtcp-mux"));
+    let answer = format!("{HEAD}m=audio 5000 RTP/AVP 0\r\na=rtcp-mux\r\n");
+    let media = apply_answer(answer.as_bytes(), &ours).unwrap();
+    assert!(!media.rtcp_mux);
+    assert_eq!(media.remote_rtcp, addr("192.0.2.1:5001"));
+}
+
+#[test]
+fn our_a_rtcp_is_written_only_when_rtcp_is_not_on_the_next_port_rfc3605() {
+    let mut ours = local();
+    ours.rtcp_port = Some(OUR_PORT + 1);
+    assert!(!create_offer(&ours, 1, 1).contains("a=rtcp:"));
+    ours.rtcp_port = Some(41234);
+    assert!(has_line(&create_offer(&ours, 1, 1), "a=rtcp:41234"));
+    // Answering without mux names the port too; with mux it is not needed.
+    let plain = format!("{HEAD}m=audio 5000 RTP/AVP 0\r\n");
+    let (sdp, _) = create_answer(plain.as_bytes(), &ours, 7, 1).unwrap();
+    assert!(has_line(&sdp, "a=rtcp:41234"), "{sdp}");
+    let (sdp, _) = create_answer(bug22_offer().as_bytes(), &ours, 7, 1).unwrap();
+    assert!(!sdp.contains("a=rtcp:"), "{sdp}");
 }
 
 #[test]
@@ -328,7 +437,8 @@ fn offer_lists_pcmu_pcma_and_telephone_event_101() {
     let sdp = create_offer(&local(), 42, 3);
     let expected = "v=0\r\no=- 42 3 IN IP4 198.51.100.5\r\ns=-\r\nc=IN IP4 198.51.100.5\r\nt=0 0\r\n\
                     m=audio 40000 RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n\
-                    a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\n";
+                    a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\n\
+                    a=rtcp-mux\r\n";
     assert_eq!(sdp, expected);
 }
 
@@ -390,6 +500,12 @@ fn round_trip_gives_matching_media_on_both_sides() {
     assert_eq!(
         (ma.direction, mb.direction),
         (Direction::SendRecv, Direction::SendRecv)
+    );
+    // Both offer and accept rtcp-mux: RTCP rides on the RTP ports.
+    assert!(ma.rtcp_mux && mb.rtcp_mux);
+    assert_eq!(
+        (ma.remote_rtcp, mb.remote_rtcp),
+        (ma.remote_rtp, mb.remote_rtp)
     );
 }
 

@@ -237,7 +237,7 @@ fn intmeth_wide_range_of_valid_characters_parses_and_gets_501_rfc4475_3_1_1_2() 
     assert_eq!(rej.status, 501);
     assert_eq!(
         header_value(&rej, "Allow"),
-        Some("INVITE, ACK, BYE, CANCEL, OPTIONS, INFO")
+        Some("INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, REFER, NOTIFY")
     );
 }
 

@@ -44,6 +44,8 @@ pub async fn run(args: AnswerArgs, emit: Emitter) -> Exit {
     };
     let cfg = PhoneConfig {
         rtp_timeout: super::rtp_timeout(args.common.rtp_timeout),
+        rtcp: super::rtcp_options(&args.common),
+        jitter_buffer: args.common.jitter_buffer,
         ..cfg
     };
     let (phone, mut events) = match Phone::start(cfg).await {
@@ -74,6 +76,8 @@ pub async fn run(args: AnswerArgs, emit: Emitter) -> Exit {
     let mut handled = 0u32;
     let mut answered = 0u32;
     let mut live: HashMap<CallHandle, Option<Instant>> = HashMap::new();
+    // Calls the peer transferred away (RFC 3515): their end is not a handled call.
+    let mut transferred: std::collections::HashSet<CallHandle> = std::collections::HashSet::new();
     let mut stopping = false;
     let far = Instant::now() + Duration::from_secs(3600 * 24 * 365);
     let mut give_up = far;
@@ -112,9 +116,26 @@ pub async fn run(args: AnswerArgs, emit: Emitter) -> Exit {
                         json!({"method": method, "status": status, "detail": detail}),
                         &format!("refused {method} with {status}: {detail}"),
                     ),
+                    // RFC 3515: the caller transferred us; the phone placed
+                    // the new call, which takes the original's place.
+                    PhoneEvent::Ua(UaEvent::ReferredCall { call: new, original, target })
+                        if live.contains_key(&original) =>
+                    {
+                        emit.emit(
+                            "transferred",
+                            json!({"call": original, "new_call": new, "target": target}),
+                            &format!("call {original} transferred by the peer to {target}"),
+                        );
+                        live.insert(new, None);
+                        transferred.insert(original);
+                    }
                     PhoneEvent::CallEnded { call, reason, stats, codec } => {
                         let dur = live.remove(&call).flatten().map(|t| t.elapsed().as_secs_f64());
                         emit.ended(call, &reason, stats.as_ref(), codec, dur);
+                        // A transferred call goes on as its new call.
+                        if transferred.remove(&call) {
+                            continue;
+                        }
                         handled += 1;
                         if args.count.is_some_and(|n| handled >= n) {
                             stopping = true;

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use super::config::AccountArgs;
+use crate::media::jitter::JitterConfig;
 
 /// sipline: a SIP softphone for the terminal.
 #[derive(Debug, Parser)]
@@ -82,9 +83,20 @@ pub struct CommonArgs {
     /// first packet); 0 never.
     #[arg(long, value_name = "SECS", default_value_t = 60.0, value_parser = seconds)]
     pub rtp_timeout: f64,
+    /// Minimum RTCP report interval (RFC 3550 §6.2 recommends 5 s; reports
+    /// are randomized around it, the first after half of it).
+    #[arg(long, value_name = "SECS", default_value_t = 5.0, value_parser = rtcp_interval)]
+    pub rtcp_interval: f64,
+    /// Neither offer nor accept RTCP multiplexed on the RTP port (RFC 5761):
+    /// RTCP always uses its own port.
+    #[arg(long)]
+    pub no_rtcp_mux: bool,
     /// User part of our Contact and default From.
     #[arg(long, default_value = "sipline", value_parser = user_part)]
     pub user: String,
+    /// Bounds of the adaptive jitter buffer's delay, in milliseconds.
+    #[arg(long, value_name = "MIN-MAX", default_value = "20-300", value_parser = jitter_bounds)]
+    pub jitter_buffer: JitterConfig,
 }
 
 #[derive(Debug, Args)]
@@ -241,6 +253,29 @@ fn seconds(s: &str) -> Result<f64, String> {
     Ok(v)
 }
 
+/// An RTCP interval: more than 0.01 s (a report per packet makes no sense).
+fn rtcp_interval(s: &str) -> Result<f64, String> {
+    let v = seconds(s)?;
+    if v < 0.01 {
+        return Err(format!("{s:?}: the RTCP interval is at least 0.01 s"));
+    }
+    Ok(v)
+}
+
+/// `--jitter-buffer MIN-MAX`: the jitter buffer's delay bounds in ms.
+fn jitter_bounds(s: &str) -> Result<JitterConfig, String> {
+    let (min, max) = s
+        .split_once('-')
+        .ok_or_else(|| format!("{s:?}: give MIN-MAX in milliseconds, e.g. 20-300"))?;
+    let ms = |v: &str| {
+        v.trim()
+            .parse::<u64>()
+            .map(std::time::Duration::from_millis)
+            .map_err(|_| format!("{s:?}: {v:?} is not a whole number of milliseconds"))
+    };
+    JitterConfig::new(ms(min)?, ms(max)?).map_err(|e| format!("{s:?}: {e}"))
+}
+
 /// A loopback call needs at least a second of audio to measure.
 fn loopback_seconds(s: &str) -> Result<f64, String> {
     let v = seconds(s)?;
@@ -306,5 +341,28 @@ mod tests {
         assert!(user_part("a b").is_err());
         assert!(user_part("").is_err());
         assert!(user_part("a\r\nX: y").is_err());
+    }
+
+    #[test]
+    fn jitter_buffer_option_takes_min_max_milliseconds() {
+        let ms = std::time::Duration::from_millis;
+        assert_eq!(
+            jitter_bounds("40-120"),
+            JitterConfig::new(ms(40), ms(120)).map_err(|e| e.to_string())
+        );
+        for bad in ["300-20", "20", "a-b", "20-", "-5-10", "20-99999"] {
+            assert!(jitter_bounds(bad).is_err(), "{bad}");
+        }
+        let cli = Cli::try_parse_from(["sipline", "answer", "--jitter-buffer", "30-200"])
+            .expect("valid arguments");
+        let Command::Answer(args) = cli.command else {
+            panic!("parsed as answer");
+        };
+        assert_eq!(args.common.jitter_buffer.min_delay, ms(30));
+        let cli = Cli::try_parse_from(["sipline", "answer"]).expect("valid arguments");
+        let Command::Answer(args) = cli.command else {
+            panic!("parsed as answer");
+        };
+        assert_eq!(args.common.jitter_buffer, JitterConfig::default());
     }
 }

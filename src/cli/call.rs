@@ -34,6 +34,8 @@ pub async fn run(args: CallArgs, emit: Emitter) -> Exit {
     };
     let mut cfg = PhoneConfig {
         rtp_timeout: super::rtp_timeout(args.common.rtp_timeout),
+        rtcp: super::rtcp_options(&args.common),
+        jitter_buffer: args.common.jitter_buffer,
         ..cfg
     };
     if args.from.is_some() {
@@ -60,7 +62,7 @@ pub async fn run(args: CallArgs, emit: Emitter) -> Exit {
     let mut signals = Signals::new();
     let started = Instant::now();
     let next_hop = acct.as_ref().map(account::next_hop);
-    let call = match phone.dial_via(&args.uri, io, next_hop).await {
+    let mut call = match phone.dial_via(&args.uri, io, next_hop).await {
         Ok(c) => c,
         Err(e) => {
             tracing::error!("{e}");
@@ -135,6 +137,21 @@ pub async fn run(args: CallArgs, emit: Emitter) -> Exit {
                         if interrupted {
                             phone.hangup(call);
                         }
+                    }
+                    // RFC 3515: the peer transferred us; the phone placed
+                    // the new call, which is the one we follow from now on.
+                    PhoneEvent::Ua(UaEvent::ReferredCall { call: new, original, target })
+                        if original == call =>
+                    {
+                        emit.emit(
+                            "transferred",
+                            json!({"call": call, "new_call": new, "target": target}),
+                            &format!("transferred by the peer to {target}"),
+                        );
+                        call = new;
+                    }
+                    PhoneEvent::CallEnded { call: ended, reason, .. } if ended != call => {
+                        tracing::info!("call {ended} (before the transfer) ended: {reason:?}");
                     }
                     PhoneEvent::CallEnded { reason, stats, codec, .. } => {
                         let dur = answered_at.map(|t| t.elapsed().as_secs_f64());

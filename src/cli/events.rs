@@ -1,5 +1,6 @@
 //! Events for people and for scripts: one line each on stdout, plain text
-//! or (with `--json`) one JSON object per line.
+//! or (with `--json`) one JSON object per line. The statistics of a call
+//! that ends are also printed for people, as one block on stderr.
 
 use std::io::Write;
 
@@ -36,10 +37,12 @@ impl Emitter {
 
     pub fn media(&self, call: u64, m: &NegotiatedMedia) {
         let remote = m.remote_rtp.map(|a| a.to_string());
+        let remote_rtcp = m.remote_rtcp.map(|a| a.to_string());
         self.emit(
             "media",
             json!({"call": call, "codec": m.codec.encoding_name(), "payload_type": m.payload_type,
-                   "remote_rtp": remote, "direction": m.direction.attribute(),
+                   "remote_rtp": remote, "remote_rtcp": remote_rtcp, "rtcp_mux": m.rtcp_mux,
+                   "direction": m.direction.attribute(),
                    "telephone_event": m.telephone_event}),
             &format!(
                 "media: {} (PT {}) to {}, {}",
@@ -65,15 +68,9 @@ impl Emitter {
             human.push_str(&format!(" after {d:.1} s"));
         }
         if let Some(s) = stats {
-            human.push_str(&format!(
-                "\n  media: {} sent {} packets, received {}, lost {}, late {}, jitter {:.1} ms",
-                codec.map(|c| c.encoding_name()).unwrap_or("-"),
-                s.packets_sent,
-                s.packets_received,
-                s.packets_lost,
-                s.late,
-                s.jitter_ms
-            ));
+            let mut err = std::io::stderr().lock();
+            let _ = write!(err, "{}", stats_block(call, codec, s));
+            let _ = err.flush();
         }
         self.emit(
             "ended",
@@ -82,6 +79,66 @@ impl Emitter {
             &human,
         );
     }
+}
+
+/// The statistics of a call for people: counters, loss and jitter both
+/// ways, round-trip time, buffering and the E-model estimate.
+pub fn stats_block(call: u64, codec: Option<CodecKind>, s: &MediaStats) -> String {
+    let percent = |lost: i64, of: u64| {
+        if of == 0 {
+            0.0
+        } else {
+            lost.max(0) as f64 * 100.0 / of as f64
+        }
+    };
+    let (lost, expected) = match &s.rtcp.local {
+        Some(l) => (
+            l.cumulative_lost,
+            s.packets_received as i64 + l.cumulative_lost,
+        ),
+        None => (
+            s.packets_lost as i64,
+            (s.packets_received + s.packets_lost) as i64,
+        ),
+    };
+    let mut out = format!(
+        "call {call} statistics:\n  {}: sent {} packets, received {}, lost {lost} ({:.1} %), late {}, concealed {} frames\n",
+        codec.map(|c| c.encoding_name()).unwrap_or("-"),
+        s.packets_sent,
+        s.packets_received,
+        percent(lost, expected.max(0) as u64),
+        s.late,
+        s.concealed_frames,
+    );
+    let rtt = s
+        .rtcp
+        .rtt_ms
+        .map_or("unknown".to_string(), |r| format!("{r:.2} ms"));
+    out.push_str(&format!(
+        "  jitter {:.1} ms, RTT {rtt}, jitter buffer {:.0} ms (target {:.0} ms)",
+        s.jitter_ms, s.jitter_buffer_ms, s.jitter_target_ms
+    ));
+    match &s.rtcp.remote {
+        Some(r) => out.push_str(&format!(
+            "; the peer reports lost {} ({:.1} % lately), jitter {:.1} ms\n",
+            r.cumulative_lost,
+            r.fraction_lost * 100.0,
+            r.jitter_ms
+        )),
+        None => out.push_str("; no report from the peer\n"),
+    }
+    let estimate = match &s.quality {
+        Some(q) => format!(
+            "estimated MOS {:.2} (ITU-T G.107 R {:.1}, one-way delay {:.0} ms, loss {:.1} %)",
+            q.mos, q.r_factor, q.one_way_delay_ms, q.loss_percent
+        ),
+        None => "no audio received, no MOS estimate".to_string(),
+    };
+    out.push_str(&format!(
+        "  {estimate}; RTCP {} sent, {} received\n",
+        s.rtcp.reports_sent, s.rtcp.reports_received
+    ));
+    out
 }
 
 /// A received DTMF digit.
@@ -107,5 +164,61 @@ pub fn describe_end(reason: &EndReason) -> String {
         EndReason::TransportError => "network error".into(),
         EndReason::MediaFailure { detail } => format!("unusable media: {detail}"),
         EndReason::MediaTimeout => "no audio from the peer (RTP timeout)".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::rtcp::{ReceptionSummary, RtcpStats};
+    use crate::media::session::CallQuality;
+
+    #[test]
+    fn statistics_block_shows_counts_loss_rtt_peer_view_and_mos() {
+        let stats = MediaStats {
+            packets_sent: 150,
+            packets_received: 147,
+            late: 1,
+            concealed_frames: 4,
+            jitter_ms: 2.25,
+            jitter_buffer_ms: 60.0,
+            jitter_target_ms: 40.0,
+            rtcp: RtcpStats {
+                reports_sent: 6,
+                reports_received: 5,
+                rtt_ms: Some(12.5),
+                local: Some(ReceptionSummary {
+                    fraction_lost: 0.0,
+                    cumulative_lost: 3,
+                    highest_seq: 149,
+                    jitter_ms: 2.25,
+                }),
+                remote: Some(ReceptionSummary {
+                    fraction_lost: 0.25,
+                    cumulative_lost: 7,
+                    highest_seq: 1000,
+                    jitter_ms: 1.5,
+                }),
+                ..Default::default()
+            },
+            quality: Some(CallQuality {
+                mos: 4.123,
+                r_factor: 81.04,
+                one_way_delay_ms: 86.25,
+                loss_percent: 2.7,
+            }),
+            ..Default::default()
+        };
+        let block = stats_block(3, Some(CodecKind::Pcma), &stats);
+        assert_eq!(
+            block,
+            "call 3 statistics:\n  \
+             PCMA: sent 150 packets, received 147, lost 3 (2.0 %), late 1, concealed 4 frames\n  \
+             jitter 2.2 ms, RTT 12.50 ms, jitter buffer 60 ms (target 40 ms); the peer reports lost 7 (25.0 % lately), jitter 1.5 ms\n  \
+             estimated MOS 4.12 (ITU-T G.107 R 81.0, one-way delay 86 ms, loss 2.7 %); RTCP 6 sent, 5 received\n"
+        );
+        let bare = stats_block(1, None, &MediaStats::default());
+        assert!(bare.contains("RTT unknown") && bare.contains("no report from the peer"));
+        assert!(bare.contains("no audio received, no MOS estimate"));
     }
 }

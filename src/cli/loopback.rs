@@ -161,6 +161,13 @@ pub struct DirectionReport {
     /// Mouth-to-ear delay minus the mean one-way delay the emulated network
     /// added: the jitter buffer's playout delay plus the tick phase.
     pub playout_delay_ms: Option<f64>,
+    /// The receiver's jitter-buffer delay at the end of the call, and the
+    /// delay it was aiming at then.
+    pub jitter_buffer_ms: f64,
+    pub jitter_target_ms: f64,
+    /// Frames the adaptive jitter buffer grew and shrank by.
+    pub jitter_grown: u64,
+    pub jitter_shrunk: u64,
     /// Mean and largest one-way delay the emulated network added.
     pub network_delay_ms: f64,
     pub network_max_delay_ms: f64,
@@ -227,6 +234,8 @@ fn phone_config(codec: CodecKind, seed: u64) -> PhoneConfig {
         },
         codecs: vec![codec],
         rtp_timeout: None,
+        rtcp: Default::default(),
+        jitter_buffer: Default::default(),
     }
 }
 
@@ -402,6 +411,10 @@ fn analyse(d: Direction<'_>) -> DirectionReport {
         delay_end_ms: end.map(|m| to_ms(m.delay_samples)),
         playout_delay_ms: delay_ms.map(|dl| dl - network_delay_ms),
         network_delay_ms,
+        jitter_buffer_ms: r.jitter_buffer_ms,
+        jitter_target_ms: r.jitter_target_ms,
+        jitter_grown: r.jitter_grown,
+        jitter_shrunk: r.jitter_shrunk,
         network_max_delay_ms: ms(d.network.max_delay),
         packets_sent: d.sender.packets_sent,
         packets_received: r.packets_received,
@@ -727,6 +740,7 @@ fn human_direction(name: &str, d: &DirectionReport) -> String {
     format!(
         "  {name}:\n    mouth-to-ear delay  {} (first second {}, last second {})\n    \
          playout delay       {} (network added {:.1} ms on average, {:.1} ms at most)\n    \
+         jitter buffer       {:.1} ms at the end (target {:.1} ms; grew {} frames, shrank {})\n    \
          packets             sent {}, received {}, lost {} ({:.1} %), late {}, duplicates {}\n    \
          network emulator    dropped {}, reordered {}\n    \
          concealed frames    {} (effective loss {:.1} %)\n    \
@@ -739,6 +753,10 @@ fn human_direction(name: &str, d: &DirectionReport) -> String {
         opt(d.playout_delay_ms, " ms"),
         d.network_delay_ms,
         d.network_max_delay_ms,
+        d.jitter_buffer_ms,
+        d.jitter_target_ms,
+        d.jitter_grown,
+        d.jitter_shrunk,
         d.packets_sent,
         d.packets_received,
         d.packets_lost,

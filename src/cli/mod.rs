@@ -19,7 +19,7 @@ use events::Emitter;
 use exit::Exit;
 
 use crate::transaction::TimerConfig;
-use crate::ua::driver::random_seed;
+use crate::ua::driver::{RtcpOptions, random_seed};
 use crate::ua::{PhoneConfig, UaConfig};
 
 /// Runs a parsed command line; returns the exit code.
@@ -44,6 +44,8 @@ pub fn phone_config(args: &CommonArgs, default_port: u16) -> PhoneConfig {
     let mut cfg = phone_config_for(args.bind, args.local_port, default_port, None, &args.codecs);
     cfg.ua.user = args.user.clone();
     cfg.rtp_timeout = rtp_timeout(args.rtp_timeout);
+    cfg.rtcp = rtcp_options(args);
+    cfg.jitter_buffer = args.jitter_buffer;
     cfg
 }
 
@@ -82,6 +84,16 @@ pub fn phone_config_for(
         },
         codecs: codecs.into_iter().map(Into::into).collect(),
         rtp_timeout: Some(std::time::Duration::from_secs(60)),
+        rtcp: Default::default(),
+        jitter_buffer: Default::default(),
+    }
+}
+
+/// `--rtcp-interval SECS` and `--no-rtcp-mux`.
+pub fn rtcp_options(args: &CommonArgs) -> RtcpOptions {
+    RtcpOptions {
+        min_interval: std::time::Duration::from_secs_f64(args.rtcp_interval),
+        mux: !args.no_rtcp_mux,
     }
 }
 

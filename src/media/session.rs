@@ -7,10 +7,19 @@
 //! and sends whatever [`MediaSession::poll_transmit`] returns from the same
 //! socket (symmetric RTP, RFC 4961). The session never reads the clock: the
 //! driver passes `now`.
+//!
+//! RTCP (RFC 3550 §6) rides along: [`MediaSession::handle_timeout`] (called
+//! every tick) sends reports when due, RTCP datagrams received on either
+//! socket go to [`MediaSession::handle_datagram`] like RTP, and
+//! [`MediaSession::close`] sends BYE. Reports go out with the RTP datagrams
+//! when RTCP is multiplexed (RFC 5761), else through
+//! [`MediaSession::poll_transmit_rtcp`] for the RTCP socket.
+//! [`MediaSession::stats`] adds what RTCP learnt and an E-model estimate of
+//! the call's quality (ITU-T G.107, [`super::quality`]).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use rand::Rng;
@@ -18,11 +27,14 @@ use serde::Serialize;
 
 use super::codec::{CodecKind, Decoder, Encoder};
 use super::dtmf::{BadDigit, DtmfReceiver, DtmfSender};
-use super::jitter::{Frame, JitterBuffer};
+use super::jitter::{Frame, JitterBuffer, JitterConfig};
+use super::quality::{self, CodecImpairment, QualityInputs};
+use super::rtcp::{RtcpConfig, RtcpSession, RtcpStats, SystemClock, WallClock, random_cname};
 use super::rtp::{Kind, RtpPacket, RtpSender, classify};
 
-/// Playout delay of the jitter buffer: three 20 ms frames.
-pub const DEFAULT_TARGET_DELAY: Duration = Duration::from_millis(60);
+/// Decoded frames quieter than this RMS level (about −45 dBFS) count as
+/// silence, when the jitter buffer may drop or repeat frames unheard.
+const SILENCE_RMS: i64 = 184;
 
 /// What SDP negotiation decided for the audio stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,15 +51,23 @@ pub struct MediaConfig {
     pub telephone_event_pt: Option<u8>,
     /// Where to send RTP; `None` until known (or `c=0.0.0.0`).
     pub remote: Option<SocketAddr>,
+    /// Where to send RTCP when not multiplexed: the peer's `a=rtcp`
+    /// (RFC 3605) or RTP port + 1 (RFC 3550 §11).
+    pub remote_rtcp: Option<SocketAddr>,
+    /// RTCP shares the RTP port both ways (RFC 5761).
+    pub rtcp_mux: bool,
     /// Whether we send (`sendrecv`/`sendonly`); false on hold.
     pub send: bool,
     /// Whether we play what we receive (`sendrecv`/`recvonly`).
     pub recv: bool,
+    /// Bounds of the adaptive jitter buffer's delay.
+    pub jitter: JitterConfig,
 }
 
 impl MediaConfig {
     /// A `sendrecv` configuration for `codec` at its static payload type
-    /// and clock rate, 20 ms frames, no telephone-event.
+    /// and clock rate, 20 ms frames, no telephone-event, RTCP on the port
+    /// after the remote RTP port.
     pub fn new(codec: CodecKind, remote: Option<SocketAddr>) -> Self {
         MediaConfig {
             codec,
@@ -56,8 +76,13 @@ impl MediaConfig {
             ptime_ms: 20,
             telephone_event_pt: None,
             remote,
+            remote_rtcp: remote
+                .map(|a| SocketAddr::new(a.ip(), a.port().wrapping_add(1)))
+                .filter(|a| a.port() != 0),
+            rtcp_mux: false,
             send: true,
             recv: true,
+            jitter: JitterConfig::default(),
         }
     }
 
@@ -88,7 +113,7 @@ pub struct MediaStats {
     pub bytes_received: u64,
     /// Frames played as concealment because no packet was due.
     pub concealed_frames: u64,
-    /// RTCP packets received (not interpreted yet).
+    /// RTCP datagrams received (see `rtcp` for what they said).
     pub rtcp_received: u64,
     /// STUN messages that reached the media session (ignored).
     pub stun_received: u64,
@@ -104,6 +129,34 @@ pub struct MediaStats {
     pub rebuffers: u64,
     /// Times the remote SSRC changed.
     pub ssrc_changes: u64,
+    /// Jitter-buffer delay of the frame played last, in milliseconds.
+    pub jitter_buffer_ms: f64,
+    /// Delay the adaptive jitter buffer aims at now, in milliseconds.
+    pub jitter_target_ms: f64,
+    /// Frames the jitter buffer grew by (concealment inserted).
+    pub jitter_grown: u64,
+    /// Frames the jitter buffer shrank by (silence dropped, or merged).
+    pub jitter_shrunk: u64,
+    /// RTCP: reports sent and received, round-trip time, and loss and
+    /// jitter in both directions (RFC 3550 §6.4).
+    pub rtcp: RtcpStats,
+    /// Estimated quality of the audio we receive; `None` before any RTP
+    /// has arrived.
+    pub quality: Option<CallQuality>,
+}
+
+/// An ITU-T G.107 E-model estimate of the call as we hear it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct CallQuality {
+    /// Mean opinion score, 1.0–4.5 (G.107 Annex B).
+    pub mos: f64,
+    /// Transmission rating factor R.
+    pub r_factor: f64,
+    /// Mouth-to-ear delay assumed: half the RTT (0 while unknown), the
+    /// jitter buffer and one packet.
+    pub one_way_delay_ms: f64,
+    /// Packets lost in the network or too late to play, in percent.
+    pub loss_percent: f64,
 }
 
 /// Why DTMF cannot be sent.
@@ -131,6 +184,13 @@ pub struct MediaSession {
     stats: MediaStats,
     dtmf_out: DtmfSender,
     dtmf_in: DtmfReceiver,
+    rtcp: RtcpSession,
+    /// RTCP datagrams for the RTCP socket (not multiplexed).
+    rtcp_transmit: VecDeque<(SocketAddr, Bytes)>,
+    /// Whether the last decoded frame was speech (not silence).
+    voice: bool,
+    /// Decoded frames of a [`Frame::Merge`], reused.
+    merge: Vec<i16>,
 }
 
 impl std::fmt::Debug for MediaSession {
@@ -144,11 +204,33 @@ impl std::fmt::Debug for MediaSession {
 }
 
 impl MediaSession {
-    /// A session for `config`; SSRC, first sequence number and timestamp
-    /// come from `rng` (RFC 3550 §5.1). `_now` marks the start of the call.
-    pub fn new(config: MediaConfig, rng: &mut (impl Rng + ?Sized), _now: Instant) -> Self {
+    /// A session for `config` starting at `now`; SSRC, first sequence
+    /// number and timestamp come from `rng` (RFC 3550 §5.1). RTCP uses a
+    /// random CNAME, the 5 s minimum interval and the system's wall clock.
+    pub fn new(config: MediaConfig, rng: &mut (impl Rng + ?Sized), now: Instant) -> Self {
+        let rtcp = RtcpConfig::new(random_cname(rng), config.clock_rate);
+        MediaSession::with_rtcp(config, rtcp, &SystemClock, rng, now)
+    }
+
+    /// A session with explicit RTCP settings and wall clock (NTP time of the
+    /// sender reports).
+    pub fn with_rtcp(
+        config: MediaConfig,
+        rtcp: RtcpConfig,
+        clock: &dyn WallClock,
+        rng: &mut (impl Rng + ?Sized),
+        now: Instant,
+    ) -> Self {
+        let sender = RtpSender::new(config.payload_type, rng);
+        let rtcp_config = RtcpConfig {
+            clock_rate: config.clock_rate,
+            ..rtcp
+        };
+        let rtcp = RtcpSession::new(sender.ssrc(), rtcp_config, clock, rng, now);
         MediaSession {
-            sender: RtpSender::new(config.payload_type, rng),
+            sender,
+            rtcp,
+            rtcp_transmit: VecDeque::new(),
             encoder: config.codec.new_encoder(),
             decoder: config.codec.new_decoder(),
             jitter: new_jitter_buffer(&config),
@@ -159,6 +241,8 @@ impl MediaSession {
             stats: MediaStats::default(),
             dtmf_out: DtmfSender::default(),
             dtmf_in: DtmfReceiver::default(),
+            voice: true,
+            merge: Vec::new(),
             config,
         }
     }
@@ -195,6 +279,7 @@ impl MediaSession {
                 .sender
                 .packetize_at(pt, p.timestamp, &p.payload, p.marker);
             self.stats.packets_sent += 1;
+            self.rtcp.on_rtp_sent(p.payload.len());
             self.transmit.push_back((remote, datagram));
         }
         self.sender.skip(samples);
@@ -224,7 +309,12 @@ impl MediaSession {
         let kind = classify(data);
         match kind {
             Kind::Rtp => self.handle_rtp(data, from, now),
-            Kind::Rtcp => self.stats.rtcp_received += 1,
+            Kind::Rtcp => {
+                self.stats.rtcp_received += 1;
+                if let Err(error) = self.rtcp.handle_packet(data, now) {
+                    tracing::debug!(%from, %error, "dropping RTCP");
+                }
+            }
             Kind::Stun => self.stats.stun_received += 1,
             Kind::Other => self.stats.malformed += 1,
         }
@@ -240,6 +330,18 @@ impl MediaSession {
                 return;
             }
         };
+        let audio = packet.payload_type == self.config.payload_type;
+        if audio || Some(packet.payload_type) == self.config.telephone_event_pt {
+            // RFC 4733 events share the stream's sequence numbers, so they
+            // count for loss; their timestamps do not count for jitter.
+            self.rtcp.on_rtp_received(
+                packet.ssrc,
+                packet.sequence_number,
+                packet.timestamp,
+                audio,
+                now,
+            );
+        }
         if Some(packet.payload_type) == self.config.telephone_event_pt {
             self.stats.telephone_events_received += 1;
             self.dtmf_in
@@ -279,10 +381,53 @@ impl MediaSession {
                 .packetize(&self.payload, samples, std::mem::take(&mut self.talk_spurt));
         self.stats.packets_sent += 1;
         self.stats.bytes_sent += self.payload.len() as u64;
+        self.rtcp.on_rtp_sent(self.payload.len());
         self.transmit.push_back((remote, datagram));
     }
 
-    /// The next datagram to send and its destination.
+    /// Sends RTCP reports that are due (RFC 3550 §6.3). Call it after each
+    /// frame of captured audio: our sampling clock then shows the
+    /// timestamp of the next frame, which the sender report needs.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.rtcp.set_rtp_clock(self.sender.next_timestamp(), now);
+        self.rtcp.handle_timeout(now);
+        self.route_rtcp();
+    }
+
+    /// When the next RTCP report is due (`None` after [`MediaSession::close`]).
+    pub fn next_timeout(&self) -> Option<Instant> {
+        self.rtcp.poll_timeout()
+    }
+
+    /// The call is over: RTCP BYE (RFC 3550 §6.6) goes out now.
+    pub fn close(&mut self, now: Instant) {
+        self.rtcp.set_rtp_clock(self.sender.next_timestamp(), now);
+        self.rtcp.bye(now);
+        self.route_rtcp();
+    }
+
+    /// Queues RTCP on the RTP port when multiplexed (RFC 5761), else for
+    /// the RTCP socket; without a destination (hold with `c=0.0.0.0`)
+    /// it is dropped.
+    fn route_rtcp(&mut self) {
+        while let Some(packet) = self.rtcp.poll_transmit() {
+            if self.config.rtcp_mux {
+                if let Some(to) = self.config.remote {
+                    self.transmit.push_back((to, packet));
+                }
+            } else if let Some(to) = self.config.remote_rtcp {
+                self.rtcp_transmit.push_back((to, packet));
+            }
+        }
+    }
+
+    /// The next RTCP datagram for the RTCP socket (not multiplexed).
+    pub fn poll_transmit_rtcp(&mut self) -> Option<(SocketAddr, Bytes)> {
+        self.rtcp_transmit.pop_front()
+    }
+
+    /// The next datagram for the RTP socket (RTP, and RTCP when
+    /// multiplexed) and its destination.
     pub fn poll_transmit(&mut self) -> Option<(SocketAddr, Bytes)> {
         self.transmit.pop_front()
     }
@@ -295,24 +440,59 @@ impl MediaSession {
     }
 
     /// Appends exactly one frame (`frame_samples`) of audio to play now:
-    /// decoded from the jitter buffer, concealed when the packet is missing,
-    /// silence before playout starts or while not receiving.
+    /// decoded from the jitter buffer, concealed when the packet is missing
+    /// or the buffer grows, two frames crossfaded into one when it shrinks
+    /// during speech, silence before playout starts or while not receiving.
     pub fn pull_playback_into(&mut self, now: Instant, out: &mut Vec<i16>) {
         let samples = self.config.frame_samples();
         let start = out.len();
         match self.jitter.pop(now) {
-            Some(Frame::Audio { payload, .. }) if self.config.recv => {
-                self.decoder.decode(&payload, out);
-            }
-            Some(Frame::Missing { .. }) if self.config.recv => {
-                self.stats.concealed_frames += 1;
-                self.decoder.conceal(samples, out);
-            }
+            Some(frame) if self.config.recv => self.play(frame, samples, out),
             _ => {}
         }
         // A peer with another ptime yields other frame sizes; the audio
         // device gets a steady frame size regardless.
         out.resize(start + samples, 0);
+    }
+
+    /// Turns one jitter-buffer frame into audio appended to `out`, and
+    /// tells the buffer whether it was speech.
+    fn play(&mut self, frame: Frame, samples: usize, out: &mut Vec<i16>) {
+        let start = out.len();
+        match frame {
+            Frame::Audio { payload, .. } => {
+                self.decoder.decode(&payload, out);
+                self.note_voice(&out[start..]);
+            }
+            Frame::Missing { .. } => {
+                self.stats.concealed_frames += 1;
+                self.decoder.conceal(samples, out);
+            }
+            Frame::Stretch { .. } => {
+                // In silence the stretch is silence too; during speech it
+                // is concealment.
+                if self.voice {
+                    self.stats.concealed_frames += 1;
+                }
+                self.decoder.conceal(samples, out);
+            }
+            Frame::Merge { payload, next, .. } => {
+                self.merge.clear();
+                self.decoder.decode(&payload, &mut self.merge);
+                let half = self.merge.len();
+                self.decoder.decode(&next, &mut self.merge);
+                let (first, second) = self.merge.split_at(half);
+                crossfade(first, second, out);
+                self.note_voice(&out[start..]);
+            }
+        }
+    }
+
+    fn note_voice(&mut self, pcm: &[i16]) {
+        let energy: i64 = pcm.iter().map(|&s| i64::from(s) * i64::from(s)).sum();
+        let n = pcm.len().max(1) as i64;
+        self.voice = energy / n >= SILENCE_RMS * SILENCE_RMS;
+        self.jitter.set_voice_activity(self.voice);
     }
 
     /// Applies a renegotiated configuration (re-INVITE): new remote address,
@@ -322,9 +502,11 @@ impl MediaSession {
             self.encoder = config.codec.new_encoder();
             self.decoder = config.codec.new_decoder();
         }
+        self.rtcp.set_clock_rate(config.clock_rate);
         if config.codec != self.config.codec
             || config.clock_rate != self.config.clock_rate
             || config.ptime_ms != self.config.ptime_ms
+            || config.jitter != self.config.jitter
         {
             self.jitter = new_jitter_buffer(&config);
         }
@@ -335,10 +517,10 @@ impl MediaSession {
         self.config = config;
     }
 
-    /// Counters so far.
+    /// Counters so far, what RTCP learnt, and the quality estimate.
     pub fn stats(&self) -> MediaStats {
         let jitter = self.jitter.stats();
-        MediaStats {
+        let mut stats = MediaStats {
             packets_received: jitter.received,
             packets_lost: jitter.lost,
             late: jitter.late,
@@ -346,8 +528,44 @@ impl MediaSession {
             jitter_ms: jitter.jitter_seconds * 1000.0,
             rebuffers: jitter.rebuffers,
             ssrc_changes: jitter.restarts,
+            rtcp: self.rtcp.stats(),
+            jitter_buffer_ms: jitter.delay_ms,
+            jitter_target_ms: jitter.target_ms,
+            jitter_grown: jitter.grown,
+            jitter_shrunk: jitter.shrunk,
             ..self.stats.clone()
+        };
+        stats.quality = self.quality(&stats);
+        stats
+    }
+
+    /// The E-model estimate (ITU-T G.107) for the audio we receive: loss is
+    /// what RTCP counts as lost (§A.3) plus what arrived too late to play;
+    /// the codec is taken with its concealment. Nothing received, nothing
+    /// to rate.
+    fn quality(&self, stats: &MediaStats) -> Option<CallQuality> {
+        let (expected, received) = self.rtcp.received_counts()?;
+        if received == 0 || expected == 0 {
+            return None;
         }
+        let lost = expected.saturating_sub(received) + stats.late;
+        let loss_percent = (lost as f64 * 100.0 / expected as f64).min(100.0);
+        let one_way_delay_ms = quality::one_way_delay_ms(
+            stats.rtcp.rtt_ms.unwrap_or(0.0),
+            stats.jitter_buffer_ms,
+            f64::from(self.config.ptime_ms),
+        );
+        let inputs = QualityInputs::new(
+            CodecImpairment::for_encoding(self.config.codec.encoding_name(), true),
+            one_way_delay_ms,
+            loss_percent,
+        );
+        Some(CallQuality {
+            mos: quality::mos(&inputs),
+            r_factor: quality::r_factor(&inputs),
+            one_way_delay_ms,
+            loss_percent,
+        })
     }
 }
 
@@ -355,8 +573,20 @@ fn new_jitter_buffer(config: &MediaConfig) -> JitterBuffer {
     JitterBuffer::new(
         config.clock_rate,
         config.frame_samples() as u32,
-        DEFAULT_TARGET_DELAY,
+        config.jitter,
     )
+}
+
+/// Fits two consecutive frames into the length of one: `first` fades out
+/// while `second` fades in, sample by sample, so the result starts where
+/// `first` starts and ends where `second` ends, without a step at either
+/// boundary.
+fn crossfade(first: &[i16], second: &[i16], out: &mut Vec<i16>) {
+    let n = first.len().min(second.len());
+    out.extend((0..n).map(|i| {
+        let w = i as f32 / n as f32;
+        (f32::from(first[i]) * (1.0 - w) + f32::from(second[i]) * w) as i16
+    }));
 }
 
 #[cfg(test)]
@@ -365,6 +595,7 @@ mod tests {
     use crate::media::signal::{ToneGenerator, dominant_frequency, rms_dbfs};
     use rand::SeedableRng;
     use rand::rngs::StdRng;
+    use std::time::Duration;
 
     const MS: Duration = Duration::from_millis(1);
 
@@ -535,9 +766,129 @@ mod tests {
             "jitter_ms",
             "bytes_sent",
             "bytes_received",
+            "jitter_buffer_ms",
+            "jitter_target_ms",
+            "jitter_grown",
+            "jitter_shrunk",
         ] {
             assert!(json.get(field).is_some(), "missing {field}");
         }
+    }
+
+    fn is_rtcp(d: &Bytes) -> bool {
+        classify(d) == Kind::Rtcp
+    }
+
+    #[test]
+    fn rtcp_goes_to_the_rtcp_port_unless_multiplexed_rfc5761() {
+        let t0 = Instant::now();
+        let mut s = session(Some(addr(4002)), 20, t0);
+        assert_eq!(s.config().remote_rtcp, Some(addr(4003)));
+        s.push_capture(&[0; 160]);
+        drain(&mut s);
+        s.close(t0 + 100 * MS);
+        assert!(drain(&mut s).is_empty(), "no RTCP on the RTP socket");
+        let (to, bye) = s.poll_transmit_rtcp().expect("BYE for the RTCP socket");
+        assert_eq!(to, addr(4003));
+        assert!(is_rtcp(&bye));
+        assert_eq!(s.next_timeout(), None);
+
+        let mut config = MediaConfig::new(CodecKind::Pcmu, Some(addr(4002)));
+        config.rtcp_mux = true;
+        let mut m = MediaSession::new(config, &mut StdRng::seed_from_u64(21), t0);
+        m.close(t0);
+        let sent = drain(&mut m);
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].0, addr(4002));
+        assert!(is_rtcp(&sent[0].1));
+        assert!(m.poll_transmit_rtcp().is_none());
+    }
+
+    #[test]
+    fn reports_flow_both_ways_and_give_rtt_and_a_quality_estimate() {
+        let t0 = Instant::now();
+        let (a_addr, b_addr) = (addr(40000), addr(40002));
+        let new = |remote, seed| {
+            let mut config = MediaConfig::new(CodecKind::Pcmu, Some(remote));
+            config.rtcp_mux = true;
+            let rtcp = RtcpConfig {
+                min_interval: Duration::from_millis(500),
+                ..RtcpConfig::new(format!("s{seed}"), 8000)
+            };
+            let clock = crate::media::rtcp::FixedClock(std::time::UNIX_EPOCH);
+            MediaSession::with_rtcp(config, rtcp, &clock, &mut StdRng::seed_from_u64(seed), t0)
+        };
+        let mut a = new(b_addr, 22);
+        let mut b = new(a_addr, 23);
+        // 10 ms each way; every 25th packet from A is lost.
+        let mut in_flight: Vec<(Instant, SocketAddr, Bytes)> = Vec::new();
+        let mut sent_by_a = 0;
+        for tick in 0..250u32 {
+            let now = t0 + 20 * MS * tick;
+            for (s, to) in [(&mut a, b_addr), (&mut b, a_addr)] {
+                s.push_capture(&[0; 160]);
+                s.handle_timeout(now);
+                for (dest, d) in drain(s) {
+                    assert_eq!(dest, to);
+                    let rtp = !is_rtcp(&d);
+                    if to == b_addr && rtp {
+                        sent_by_a += 1;
+                        if sent_by_a % 25 == 0 {
+                            continue;
+                        }
+                    }
+                    in_flight.push((now + 10 * MS, to, d));
+                }
+            }
+            let due: Vec<_> = in_flight
+                .iter()
+                .filter(|(at, ..)| *at <= now)
+                .cloned()
+                .collect();
+            in_flight.retain(|(at, ..)| *at > now);
+            for (at, to, d) in due {
+                let (rx, from) = if to == b_addr {
+                    (&mut b, a_addr)
+                } else {
+                    (&mut a, b_addr)
+                };
+                rx.handle_datagram(&d, from, at);
+            }
+            a.pull_playback(now);
+            b.pull_playback(now);
+        }
+        let (sa, sb) = (a.stats(), b.stats());
+        for s in [&sa, &sb] {
+            let rtt = s.rtcp.rtt_ms.expect("RTT measured");
+            assert!((rtt - 20.0).abs() < 0.1, "RTT {rtt}");
+            assert!(
+                s.rtcp.reports_sent >= 5 && s.rtcp.reports_received >= 5,
+                "{s:?}"
+            );
+        }
+        // B lost 4 % of A's stream and says so; A sees B's stream complete.
+        let local = sb.rtcp.local.expect("B's reception");
+        assert_eq!(local.cumulative_lost, 9);
+        let remote = sa.rtcp.remote.expect("B's report about A");
+        assert!((8..=9).contains(&remote.cumulative_lost), "{remote:?}");
+        assert_eq!(sa.rtcp.local.expect("A's reception").cumulative_lost, 0);
+        // The E-model: 10 ms network + the buffer + a 20 ms packet, one way.
+        let (qa, qb) = (
+            sa.quality.clone().expect("A rated"),
+            sb.quality.clone().expect("B rated"),
+        );
+        assert!(sa.jitter_buffer_ms > 0.0, "{sa:?}");
+        let want = 10.0 + sa.jitter_buffer_ms + 20.0;
+        assert!((qa.one_way_delay_ms - want).abs() < 0.1, "{qa:?} vs {want}");
+        assert!(qa.mos > 4.3, "{qa:?}");
+        assert!(
+            (qb.loss_percent - 9.0 * 100.0 / 250.0).abs() < 1.0,
+            "{qb:?}"
+        );
+        assert!(qb.mos < qa.mos - 0.2, "{qb:?}");
+        // Nothing received: no rating.
+        let silent = session(Some(addr(4002)), 24, t0);
+        assert_eq!(silent.stats().quality, None);
     }
 
     /// A lossy network: drops, duplicates, random delay (hence reordering)
@@ -632,5 +983,103 @@ mod tests {
         assert!(stats.late > 0, "{stats:?}");
         assert!(stats.concealed_frames > 0, "{stats:?}");
         assert!(stats.jitter_ms > 1.0 && stats.jitter_ms < 30.0, "{stats:?}");
+    }
+
+    #[test]
+    fn jitter_buffer_bounds_from_the_config_set_the_playout_delay() {
+        let t0 = Instant::now();
+        let mut config = MediaConfig::new(CodecKind::Pcmu, None);
+        config.jitter = JitterConfig::new(100 * MS, 200 * MS).expect("valid jitter-buffer bounds");
+        let mut rx = MediaSession::new(config, &mut StdRng::seed_from_u64(20), t0);
+        let mut tx = RtpSender::new(0, &mut StdRng::seed_from_u64(21));
+        rx.handle_datagram(&tx.packetize(&[0x80; 160], 160, true), addr(6000), t0);
+        // Playout starts a frame above the 100 ms minimum.
+        assert_eq!(rx.pull_playback(t0 + 100 * MS), vec![0; 160]);
+        assert_eq!(rx.pull_playback(t0 + 120 * MS), vec![32124; 160]);
+        let stats = rx.stats();
+        assert_eq!(
+            (stats.jitter_buffer_ms, stats.jitter_target_ms),
+            (120.0, 100.0)
+        );
+    }
+
+    #[test]
+    fn merge_crossfade_starts_like_the_first_frame_and_ends_like_the_second() {
+        let mut tone = ToneGenerator::new(440.0, 0.5, 8000);
+        let (mut a, mut b) = ([0i16; 160], [0i16; 160]);
+        tone.fill(&mut a);
+        tone.fill(&mut b);
+        let mut out = vec![1];
+        crossfade(&a, &b, &mut out);
+        assert_eq!(out.len(), 161);
+        assert_eq!(out[1], a[0]);
+        assert!((i32::from(out[160]) - i32::from(b[159])).abs() < 300);
+        // Never louder than the louder input.
+        assert!(out[1..].iter().all(|&s| s.unsigned_abs() <= 16384));
+    }
+
+    /// Two minutes of talk spurts (4 s of tone, 1 s of silence) from a
+    /// sender whose clock is off by `drift`, through two sessions.
+    fn drift_call(drift: f64) {
+        let t0 = Instant::now();
+        let (a_addr, b_addr) = (addr(41000), addr(41002));
+        let mut a = session(Some(b_addr), 30, t0);
+        let mut b = session(Some(a_addr), 31, t0);
+        let mut tone = ToneGenerator::new(440.0, 0.3, 8000);
+        let mut rng = StdRng::seed_from_u64(32);
+        let interval = Duration::from_secs_f64(0.020 / (1.0 + drift));
+        let mut in_flight: VecDeque<(Instant, Bytes)> = VecDeque::new();
+        let (mut frame, mut heard) = ([0i16; 160], Vec::new());
+        let mut next_send = t0;
+        let mut sent = 0u32;
+        let mut at_10s = None;
+        for tick in 0..6000u32 {
+            let now = t0 + 20 * MS * tick;
+            while next_send <= now {
+                if (sent / 50) % 5 < 4 {
+                    tone.fill(&mut frame);
+                } else {
+                    frame = [0; 160];
+                }
+                a.push_capture(&frame);
+                for (_, d) in drain(&mut a) {
+                    let delay = MS * rng.random_range(1..6);
+                    in_flight.push_back((next_send + delay, d));
+                }
+                sent += 1;
+                next_send += interval;
+            }
+            while in_flight.front().is_some_and(|(at, _)| *at <= now) {
+                let (at, d) = in_flight.pop_front().expect("checked non-empty");
+                b.handle_datagram(&d, a_addr, at);
+            }
+            b.pull_playback_into(now, &mut heard);
+            if tick == 500 {
+                at_10s = Some(b.stats().jitter_buffer_ms);
+            }
+        }
+        let stats = b.stats();
+        let at_10s = at_10s.expect("ran past 10 s");
+        assert!(
+            (stats.jitter_buffer_ms - at_10s).abs() <= 20.0,
+            "drift {drift}: {at_10s} ms at 10 s, then {stats:?}"
+        );
+        assert!(stats.jitter_grown + stats.jitter_shrunk >= 5, "{stats:?}");
+        assert!(stats.concealed_frames <= 3, "{stats:?}");
+        assert_eq!(stats.late, 0, "{stats:?}");
+        // The last full spurt still sounds like the tone.
+        let spurt = &heard[heard.len() - 8000 * 5..heard.len() - 8000 * 2];
+        let f = dominant_frequency(spurt, 8000);
+        assert!((f - 440.0).abs() < 5.0, "{f}");
+    }
+
+    #[test]
+    fn clock_drift_plus_0_1_pct_for_two_minutes_keeps_the_buffer_delay() {
+        drift_call(0.001);
+    }
+
+    #[test]
+    fn clock_drift_minus_0_1_pct_for_two_minutes_keeps_the_buffer_delay() {
+        drift_call(-0.001);
     }
 }

@@ -28,7 +28,10 @@ pub fn create_answer(
 ) -> Result<(String, NegotiatedMedia), SdpError> {
     let remote = tolerant::read(offer)?;
     let accepted = accept_first(&remote.sections, local)?;
-    let media = super::negotiated_media(accepted.audio, accepted.choice, local.direction);
+    // RFC 5761 §5.1.1: multiplex only when offered, and only if we can
+    // (not with payload types 64–95, RFC 5761 §4).
+    let mux = local.rtcp_mux && accepted.audio.rtcp_mux && accepted.choice.allows_rtcp_mux();
+    let media = super::negotiated_media(accepted.audio, accepted.choice, local.direction, mux);
     let mut out = write::session_header(local.addr, session_id, version);
     for (i, section) in remote.sections.iter().enumerate() {
         if i == accepted.index {
@@ -82,7 +85,9 @@ fn accepted(index: usize, audio: &Audio, mut choice: Choice) -> Accepted<'_> {
 }
 
 /// One codec plus telephone-event, with our port, ptime and the direction of
-/// RFC 3264 §6.1. No `a=rtcp-mux`: we do not multiplex (RFC 5761 §5.1.1).
+/// RFC 3264 §6.1; `a=rtcp-mux` only when the offer had it and we multiplex
+/// (RFC 5761 §5.1.1: never in an answer to an offer without it), else our
+/// `a=rtcp` when RTCP is not on the next port (RFC 3605).
 fn write_accepted(
     out: &mut String,
     accepted: &Accepted<'_>,
@@ -99,6 +104,8 @@ fn write_accepted(
             telephone_event,
             ptime_ms: local.ptime_ms,
             direction: media.direction,
+            rtcp_port: write::rtcp_attribute_port(local).filter(|_| !media.rtcp_mux),
+            rtcp_mux: media.rtcp_mux,
         },
     );
 }

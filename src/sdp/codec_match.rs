@@ -16,6 +16,15 @@ pub(crate) struct Choice {
     pub telephone_event: Option<u8>,
 }
 
+impl Choice {
+    /// RFC 5761 §4: RTP payload types 64–95 look like RTCP packet types on
+    /// a multiplexed port, so a stream using them must not be multiplexed.
+    pub fn allows_rtcp_mux(&self) -> bool {
+        let clashes = |pt: u8| (64..=95).contains(&pt);
+        !clashes(self.payload_type) && !self.telephone_event.is_some_and(clashes)
+    }
+}
+
 /// RFC 3551 §6 static payload types we may meet without an `a=rtpmap`.
 fn static_rtpmap(payload_type: u8) -> Option<(&'static str, u32)> {
     match payload_type {

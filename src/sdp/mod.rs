@@ -44,8 +44,15 @@ pub const TELEPHONE_EVENTS: std::ops::RangeInclusive<u8> = 0..=16;
 pub struct LocalMedia {
     /// Address written in `c=` and `o=`.
     pub addr: IpAddr,
-    /// Our RTP port; RTCP is on `rtp_port + 1` (RFC 3550 §11).
+    /// Our RTP port; RTCP is on `rtp_port + 1` (RFC 3550 §11) unless
+    /// `rtcp_port` says otherwise.
     pub rtp_port: u16,
+    /// Our RTCP port when it is not `rtp_port + 1`, written as `a=rtcp`
+    /// (RFC 3605).
+    pub rtcp_port: Option<u16>,
+    /// Whether we offer `a=rtcp-mux` and accept it in offers (RFC 5761):
+    /// RTCP then shares the RTP port.
+    pub rtcp_mux: bool,
     /// Codecs we support, most preferred first.
     pub codecs: Vec<CodecKind>,
     /// Whether we offer/accept telephone-event (RFC 4733).
@@ -110,8 +117,12 @@ pub struct NegotiatedMedia {
     /// Where to send RTP. `None` for old-style hold (`c=0.0.0.0`, RFC 3264 §8.4)
     /// or a domain name in `c=` (see `unresolved_remote`): send no RTP then.
     pub remote_rtp: Option<SocketAddr>,
-    /// Where to send RTCP: `a=rtcp` (RFC 3605) or RTP port + 1 (RFC 3550 §11).
+    /// Where to send RTCP: the RTP address when multiplexed, else `a=rtcp`
+    /// (RFC 3605) or RTP port + 1 (RFC 3550 §11).
     pub remote_rtcp: Option<SocketAddr>,
+    /// RTP and RTCP share one port in both directions (RFC 5761 §5.1.1):
+    /// both sides signalled `a=rtcp-mux`.
+    pub rtcp_mux: bool,
     /// RFC 4566 §5.7 allows a domain name in `c=`. Resolving it is I/O, so it is
     /// handed to the caller; `remote_rtp`/`remote_rtcp` are `None` then.
     pub unresolved_remote: Option<UnresolvedRemote>,
@@ -207,21 +218,25 @@ fn effective_remote_direction(audio: &tolerant::Audio) -> Direction {
 }
 
 /// Builds what the media layer needs from the peer's accepted audio section,
-/// the codec chosen in it and our wanted direction.
+/// the codec chosen in it, our wanted direction, and whether both sides
+/// agreed on RTCP multiplexing.
 fn negotiated_media(
     audio: &tolerant::Audio,
     choice: codec_match::Choice,
     local_direction: Direction,
+    rtcp_mux: bool,
 ) -> NegotiatedMedia {
     use tolerant::Conn;
-    // RFC 3550 §11: RTCP on the next port unless a=rtcp says otherwise (RFC 3605).
-    let rtcp_port = audio
-        .rtcp
-        .as_ref()
-        .map_or(audio.port.saturating_add(1), |(p, _)| *p);
-    let rtcp_conn = audio
-        .rtcp
-        .as_ref()
+    // RFC 5761 §5.1.3: multiplexed RTCP goes to the RTP port, whatever
+    // a=rtcp says. Otherwise RFC 3550 §11: RTCP on the next port unless
+    // a=rtcp says otherwise (RFC 3605).
+    let rtcp_attr = audio.rtcp.as_ref().filter(|_| !rtcp_mux);
+    let rtcp_port = match rtcp_attr {
+        Some((port, _)) => *port,
+        None if rtcp_mux => audio.port,
+        None => audio.port.saturating_add(1),
+    };
+    let rtcp_conn = rtcp_attr
         .and_then(|(_, c)| c.clone())
         .or(audio.conn.clone());
     let socket = |conn: &Option<Conn>, port: u16| match conn {
@@ -239,6 +254,7 @@ fn negotiated_media(
     NegotiatedMedia {
         remote_rtp: socket(&audio.conn, audio.port),
         remote_rtcp: socket(&rtcp_conn, rtcp_port),
+        rtcp_mux,
         unresolved_remote,
         codec: choice.codec,
         payload_type: choice.payload_type,

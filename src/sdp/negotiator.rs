@@ -68,6 +68,11 @@ impl Negotiator {
         self.active.as_ref()
     }
 
+    /// What we currently want: our address, codecs and direction.
+    pub fn local(&self) -> &LocalMedia {
+        &self.local
+    }
+
     /// Changes what we want (e.g. `direction` for hold, RFC 3264 §8.4); used
     /// by the next offer or answer.
     pub fn set_local(&mut self, local: LocalMedia) {

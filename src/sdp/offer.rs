@@ -8,8 +8,9 @@ use super::{
 };
 
 /// Writes an offer with one audio stream (RFC 3264 §5): our codecs in order of
-/// preference, telephone-event 101 (`0-16`) if wanted, `a=ptime` and the
-/// direction. A codec list that yields no format gives a disabled stream
+/// preference, telephone-event 101 (`0-16`) if wanted, `a=ptime`, the
+/// direction, `a=rtcp` when our RTCP port is not the next one (RFC 3605) and
+/// `a=rtcp-mux` if we offer multiplexing (RFC 5761 §5.1.1). A codec list that yields no format gives a disabled stream
 /// (port 0, RFC 3264 §5.1).
 pub fn create_offer(local: &LocalMedia, session_id: u64, version: u64) -> String {
     let mut out = write::session_header(local.addr, session_id, version);
@@ -27,6 +28,8 @@ pub fn create_offer(local: &LocalMedia, session_id: u64, version: u64) -> String
             .then_some((OFFER_TELEPHONE_EVENT_PT, events.as_str())),
         ptime_ms: local.ptime_ms,
         direction: local.direction,
+        rtcp_port: write::rtcp_attribute_port(local),
+        rtcp_mux: local.rtcp_mux,
     };
     write::audio_section(&mut out, &section);
     out
@@ -61,7 +64,16 @@ pub fn apply_answer(answer: &[u8], our_offer: &LocalMedia) -> Result<NegotiatedM
     let not_acceptable = |r: Rejection| SdpError::NotAcceptable { rejected: vec![r] };
     let audio = section.audio.as_ref().map_err(|r| not_acceptable(*r))?;
     let choice = accepted(audio, our_offer).map_err(not_acceptable)?;
-    Ok(super::negotiated_media(audio, choice, our_offer.direction))
+    // RFC 5761 §5.1.1: multiplex only when we offered it and the answer
+    // has it too; an answer that adds it unasked is ignored (bug 22 C).
+    // Payload types 64–95 rule it out (RFC 5761 §4).
+    let mux = our_offer.rtcp_mux && audio.rtcp_mux && choice.allows_rtcp_mux();
+    Ok(super::negotiated_media(
+        audio,
+        choice,
+        our_offer.direction,
+        mux,
+    ))
 }
 
 fn accepted(audio: &Audio, our_offer: &LocalMedia) -> Result<Choice, Rejection> {

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use super::{CodecKind, Direction};
+use super::{CodecKind, Direction, LocalMedia};
 
 /// RFC 4566 §5.7: `IN IP4` or `IN IP6`.
 fn addr_type(addr: IpAddr) -> &'static str {
@@ -29,6 +29,18 @@ pub(crate) struct AudioSection<'a> {
     pub telephone_event: Option<(u8, &'a str)>,
     pub ptime_ms: u32,
     pub direction: Direction,
+    /// `a=rtcp:<port>` (RFC 3605), when RTCP is not on the next port.
+    pub rtcp_port: Option<u16>,
+    /// `a=rtcp-mux` (RFC 5761 §5.1.1).
+    pub rtcp_mux: bool,
+}
+
+/// Our RTCP port for `a=rtcp`: only when it is not `rtp_port + 1`
+/// (RFC 3605 §2.1 makes the attribute optional in that case).
+pub(crate) fn rtcp_attribute_port(local: &LocalMedia) -> Option<u16> {
+    local
+        .rtcp_port
+        .filter(|p| Some(*p) != local.rtp_port.checked_add(1))
 }
 
 /// RFC 4566 §5.14 and §6; every listed payload type gets an `a=rtpmap`
@@ -69,6 +81,12 @@ pub(crate) fn audio_section(out: &mut String, section: &AudioSection<'_>) {
         section.ptime_ms,
         section.direction.attribute()
     );
+    if let Some(port) = section.rtcp_port {
+        let _ = write!(out, "a=rtcp:{port}\r\n");
+    }
+    if section.rtcp_mux {
+        out.push_str("a=rtcp-mux\r\n");
+    }
 }
 
 /// RFC 3264 §6: a rejected stream keeps media type and proto, port 0, one format.

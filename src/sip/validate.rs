@@ -37,6 +37,8 @@ pub const ALLOWED_METHODS: &[Method] = &[
     Method::Cancel,
     Method::Options,
     Method::Info,
+    Method::Refer,
+    Method::Notify,
 ];
 
 /// The option tags we support (RFC 3261 §19.2, §20.37). None yet, so any
@@ -449,7 +451,7 @@ Content-Length: 0\r\n\r\n";
             r.headers,
             vec![(
                 "Allow".to_string(),
-                "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO".to_string()
+                "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, REFER, NOTIFY".to_string()
             )]
         );
     }

@@ -80,6 +80,12 @@ pub struct Accounts {
 }
 
 impl Accounts {
+    /// Remembers which realm's credentials authorized `key`, so that its
+    /// success marks them accepted.
+    pub(super) fn note_authorized(&mut self, key: TransactionKey, realm: String) {
+        self.authorized.insert(key, realm);
+    }
+
     /// Whether `key` is one of our REGISTER transactions.
     pub fn owns(&self, key: &TransactionKey) -> bool {
         self.regs.values().any(|r| r.key.as_ref() == Some(key))
@@ -108,10 +114,10 @@ impl Accounts {
 }
 
 /// A Digest answer: which header carries it and its value.
-struct AuthHeader {
-    name: &'static str,
-    value: String,
-    realm: String,
+pub(super) struct AuthHeader {
+    pub(super) name: &'static str,
+    pub(super) value: String,
+    pub(super) realm: String,
 }
 
 impl UserAgent {
@@ -384,7 +390,7 @@ impl UserAgent {
 
     /// The Authorization (401) or Proxy-Authorization (407) answering
     /// `resp`'s challenge, or why we cannot answer it.
-    fn authorization_for(
+    pub(super) fn authorization_for(
         &mut self,
         resp: &Response,
         method: &str,

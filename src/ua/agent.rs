@@ -113,6 +113,51 @@ pub enum UaEvent {
         call: CallHandle,
         digit: char,
     },
+    /// Our hold re-INVITE was accepted: we no longer receive, and send
+    /// only if the peer still wants it (RFC 3264 §8.4).
+    Held {
+        call: CallHandle,
+    },
+    /// Our resume re-INVITE was accepted.
+    Resumed {
+        call: CallHandle,
+    },
+    /// Our hold or resume re-INVITE failed; the call stays as it was
+    /// (RFC 3261 §14.1). `status` is the final response, if one came.
+    HoldFailed {
+        call: CallHandle,
+        intent: super::hold::HoldIntent,
+        status: Option<u16>,
+        reason: String,
+    },
+    /// The peer put us on hold (its offer receives nothing).
+    RemoteHold {
+        call: CallHandle,
+    },
+    /// The peer took us off hold.
+    RemoteResume {
+        call: CallHandle,
+    },
+    /// Progress of our blind transfer of `call` (REFER, RFC 3515).
+    Transfer {
+        call: CallHandle,
+        progress: super::refer::TransferProgress,
+    },
+    /// The peer of `call` asks us to call `target` (REFER accepted with
+    /// 202, RFC 3515 §2.4.2). The shell places the call with
+    /// [`UserAgent::dial_referred`].
+    TransferRequested {
+        call: CallHandle,
+        target: String,
+        referred_by: Option<String>,
+    },
+    /// `call` was placed to `target` because the peer of `original`
+    /// transferred us.
+    ReferredCall {
+        call: CallHandle,
+        original: CallHandle,
+        target: String,
+    },
     /// A request we refused before any call processing (RFC 3261 §8.2).
     Rejected {
         method: String,
@@ -137,6 +182,12 @@ pub enum UaError {
     NoSuchCall { call: CallHandle },
     #[error("call {call} cannot do that now ({state:?})")]
     WrongState { call: CallHandle, state: CallState },
+    #[error("call {call} already has a re-INVITE in progress")]
+    ReinvitePending { call: CallHandle },
+    #[error("call {call} is already {}", if *held { "on hold" } else { "active" })]
+    AlreadyInHoldState { call: CallHandle, held: bool },
+    #[error("call {call} already has a transfer in progress")]
+    TransferPending { call: CallHandle },
     #[error("SDP: {0}")]
     Sdp(#[from] SdpError),
     #[error("transaction: {0}")]
@@ -155,7 +206,7 @@ pub struct UserAgent {
     /// port of its own.
     media_template: LocalMedia,
     /// The local address the datagram being handled arrived on.
-    datagram_local_ip: IpAddr,
+    pub(super) datagram_local_ip: IpAddr,
     /// Registrations and Digest state (see `accounts.rs`).
     pub(super) accounts: super::accounts::Accounts,
 }
@@ -190,6 +241,7 @@ impl UserAgent {
             .into_iter()
             .chain(retrans)
             .chain(self.accounts.next_timeout())
+            .chain(self.next_reinvite_retry())
             .min()
     }
 
@@ -207,6 +259,37 @@ impl UserAgent {
         self.calls.get(&call).map(|c| c.state)
     }
 
+    /// The handles of all live calls, oldest first.
+    pub fn call_handles(&self) -> Vec<CallHandle> {
+        self.calls.keys().copied().collect()
+    }
+
+    /// Who started `call`.
+    pub fn call_direction(&self, call: CallHandle) -> Option<CallDirection> {
+        self.calls.get(&call).map(|c| c.direction)
+    }
+
+    /// The other party of `call`: the To of our INVITE, or the From of the
+    /// peer's (name-addr text).
+    pub fn call_peer(&self, call: CallHandle) -> Option<String> {
+        let c = self.calls.get(&call)?;
+        if let Some(d) = &c.dialog {
+            return Some(d.remote_uri.clone());
+        }
+        let header = match c.direction {
+            CallDirection::Outgoing => "To",
+            CallDirection::Incoming => "From",
+        };
+        let text = c.invite.headers.get(header).unwrap_or_default();
+        Some(match NameAddr::parse(text) {
+            Ok(mut na) => {
+                na.params = Default::default();
+                na.to_string()
+            }
+            Err(_) => text.to_string(),
+        })
+    }
+
     // ----- identifiers -------------------------------------------------
 
     pub(super) fn token(&mut self, len: usize) -> String {
@@ -222,7 +305,7 @@ impl UserAgent {
         Via::new("UDP", Host::from_ip(local_ip), self.cfg.local_port, &branch).to_string()
     }
 
-    fn contact(&self, local_ip: IpAddr) -> String {
+    pub(super) fn contact(&self, local_ip: IpAddr) -> String {
         let uri = SipUri::new(
             Some(&self.cfg.user),
             Host::from_ip(local_ip),
@@ -231,7 +314,7 @@ impl UserAgent {
         format!("<{uri}>")
     }
 
-    fn add_common_headers(&self, headers: &mut crate::sip::Headers, local_ip: IpAddr) {
+    pub(super) fn add_common_headers(&self, headers: &mut crate::sip::Headers, local_ip: IpAddr) {
         headers.push("Contact", self.contact(local_ip));
         headers.push("Allow", allow_header_value());
         headers.push("User-Agent", self.cfg.user_agent.clone());
@@ -241,7 +324,7 @@ impl UserAgent {
         self.out.push_back(UaOutput::Event(e));
     }
 
-    fn transmit(&mut self, dest: SocketAddr, payload: Vec<u8>) {
+    pub(super) fn transmit(&mut self, dest: SocketAddr, payload: Vec<u8>) {
         self.out
             .push_back(UaOutput::Transmit(Transmit { dest, payload }));
     }
@@ -489,7 +572,7 @@ impl UserAgent {
     }
 
     /// §15.1.1: BYE within the dialog, to the next hop.
-    fn send_bye(&mut self, call: CallHandle, now: Instant) {
+    pub(super) fn send_bye(&mut self, call: CallHandle, now: Instant) {
         let local_ip = match self.calls.get(&call) {
             Some(c) => c.local_ip,
             None => return,
@@ -599,6 +682,7 @@ impl UserAgent {
             self.on_2xx_retransmit_timer(call, now);
         }
         self.refresh_registrations(now);
+        self.on_timer_reinvite_retry(now);
         self.drain_tx(now);
     }
 
@@ -626,7 +710,7 @@ impl UserAgent {
     }
 
     /// Processes everything the transaction layer produced.
-    fn drain_tx(&mut self, now: Instant) {
+    pub(super) fn drain_tx(&mut self, now: Instant) {
         while let Some(o) = self.tx.poll_output() {
             match o {
                 Output::Transmit(t) => self.out.push_back(UaOutput::Transmit(t)),
@@ -668,11 +752,21 @@ impl UserAgent {
             (Method::Bye, _) => self.on_bye(key, req, now),
             (Method::Options, _) => self.on_options(key, req, source, now),
             (Method::Info, true) => self.on_in_dialog_ok(key, req, now),
+            (Method::Refer, true) => self.on_refer(key, req, now),
+            // RFC 3515 is only accepted inside a dialog (a call of ours).
+            (Method::Refer, false) => self.respond(&key, &req, 403, now),
+            (Method::Notify, true) => self.on_notify(key, req, now),
             _ => self.respond(&key, &req, 481, now),
         }
     }
 
-    fn respond(&mut self, key: &TransactionKey, req: &Request, status: u16, now: Instant) {
+    pub(super) fn respond(
+        &mut self,
+        key: &TransactionKey,
+        req: &Request,
+        status: u16,
+        now: Instant,
+    ) {
         let tag = self.token(10);
         let resp = make_response(req, status, Some(&tag));
         let _ = self.tx.send_response(key, resp, now);
@@ -777,7 +871,7 @@ impl UserAgent {
     }
 
     /// Finds the call whose dialog the request belongs to (§12.2.2).
-    fn find_dialog_call(&self, req: &Request) -> Option<CallHandle> {
+    pub(super) fn find_dialog_call(&self, req: &Request) -> Option<CallHandle> {
         let call_id = req.headers.call_id().ok()?;
         let to_tag = req.headers.to_addr().ok()?.tag().map(str::to_string);
         let from_tag = req.headers.from_addr().ok()?.tag().map(str::to_string);
@@ -831,6 +925,8 @@ impl UserAgent {
                 self.out
                     .push_back(UaOutput::Event(UaEvent::Media { call, media }));
             }
+            let offer = req.body.clone();
+            self.note_remote_offer(call, &offer);
             answer
         };
         let c = self.calls.get_mut(&call).expect("found above");
@@ -943,11 +1039,15 @@ impl UserAgent {
             return;
         }
         let mut media = None;
-        if c.neg.state() == crate::sdp::NegState::LocalOffer
-            && !req.body.is_empty()
-            && c.neg.receive_answer(&req.body).is_ok()
-        {
-            media = c.neg.negotiate().ok();
+        if c.neg.state() == crate::sdp::NegState::LocalOffer {
+            // Bug 13: an ACK without the answer our 2xx asked for keeps
+            // the previous session; the negotiator never stays waiting.
+            if req.body.is_empty() {
+                tracing::warn!("ACK without the answer to our offer");
+                c.neg.cancel();
+            } else if c.neg.receive_answer(&req.body).is_ok() {
+                media = c.neg.negotiate().ok();
+            }
         }
         let first_answer = c.state == CallState::Answering;
         c.state = CallState::Confirmed;
@@ -982,6 +1082,24 @@ impl UserAgent {
             self.on_register_response(key, &resp, now);
             return;
         }
+        if let Some(call) = self.reinvite_call(key) {
+            if resp.status < 300
+                && let Some(realm) = self.accounts.realm_of(key)
+            {
+                self.accounts.digest.on_accepted(&realm);
+            }
+            self.on_reinvite_response(call, resp, now);
+            return;
+        }
+        if let Some(call) = self.refer_call(key) {
+            if resp.status < 300
+                && let Some(realm) = self.accounts.realm_of(key)
+            {
+                self.accounts.digest.on_accepted(&realm);
+            }
+            self.on_refer_response(call, &resp, now);
+            return;
+        }
         let Some((call, is_invite)) = self.call_for_client_key(key) else {
             return;
         };
@@ -1003,7 +1121,7 @@ impl UserAgent {
         match resp.status {
             100..=199 => self.on_invite_provisional(call, resp, now),
             200..=299 => self.on_invite_2xx(call, resp, now),
-            _ => self.on_invite_failure(call, resp),
+            _ => self.on_invite_failure(call, resp, now),
         }
     }
 
@@ -1029,6 +1147,7 @@ impl UserAgent {
                 status: resp.status,
                 reason: resp.reason.clone(),
             });
+            self.referred_progress(call, resp.status, &resp.reason, now);
         }
         if let Some(m) = media {
             self.emit(UaEvent::Media { call, media: m });
@@ -1110,6 +1229,7 @@ impl UserAgent {
             None => {}
         }
         self.emit(UaEvent::Answered { call });
+        self.referred_progress(call, resp.status, &resp.reason, now);
         if hang_up {
             self.send_bye(call, now);
         }
@@ -1136,7 +1256,7 @@ impl UserAgent {
         let _ = self.tx.send_request(bye, dest, now);
     }
 
-    fn on_invite_failure(&mut self, call: CallHandle, resp: Response) {
+    fn on_invite_failure(&mut self, call: CallHandle, resp: Response, now: Instant) {
         let c = self.calls.get(&call).expect("caller checked");
         let reason = if (c.cancelled || c.cancel_pending) && resp.status == 487 {
             EndReason::Cancelled
@@ -1146,12 +1266,21 @@ impl UserAgent {
                 reason: resp.reason.clone(),
             }
         };
+        self.referred_ended(call, &reason, now);
         self.end_call(call, reason);
     }
 
     fn on_client_failure(&mut self, key: &TransactionKey, reason: EndReason, now: Instant) {
         if self.accounts.owns(key) {
             self.on_register_failure(key, &reason, now);
+            return;
+        }
+        if let Some(call) = self.reinvite_call(key) {
+            self.on_reinvite_failure(call, reason, now);
+            return;
+        }
+        if let Some(call) = self.refer_call(key) {
+            self.on_refer_failure(call, &reason);
             return;
         }
         let Some((call, is_invite)) = self.call_for_client_key(key) else {
@@ -1170,6 +1299,7 @@ impl UserAgent {
         } else {
             reason
         };
+        self.referred_ended(call, &reason, now);
         self.end_call(call, reason);
     }
 
@@ -1193,9 +1323,16 @@ impl UserAgent {
             .and_then(|t| t.tag().map(str::to_string));
         let ack = self.calls.values().find_map(|c| {
             let d = c.dialog.as_ref()?;
-            (d.call_id == call_id && Some(&d.remote_tag) == to_tag.as_ref())
-                .then(|| c.ack.clone())
-                .flatten()
+            if d.call_id != call_id || Some(&d.remote_tag) != to_tag.as_ref() {
+                return None;
+            }
+            // The 2xx to our latest re-INVITE gets that re-INVITE's ACK.
+            if let Some(r) = &c.reinvite
+                && r.request.headers.cseq().ok().map(|s| s.seq) == Some(cseq.seq)
+            {
+                return r.ack.clone().map(|a| (r.dest, a));
+            }
+            c.ack.clone()
         });
         if let Some((dest, payload)) = ack {
             self.transmit(dest, payload);
@@ -1233,7 +1370,7 @@ fn dtmf_relay_signal(body: &[u8]) -> Option<char> {
 
 /// The address of a dialog's next hop: a literal first Route or remote
 /// target, else where the INVITE went.
-fn next_hop_addr(dialog: &Dialog, fallback: SocketAddr) -> SocketAddr {
+pub(super) fn next_hop_addr(dialog: &Dialog, fallback: SocketAddr) -> SocketAddr {
     dialog
         .next_hop()
         .and_then(|u| {

@@ -3,6 +3,8 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use super::hold::{HoldIntent, HoldState, OutgoingReinvite};
+use super::refer::{ReferIn, ReferOut};
 use crate::dialog::Dialog;
 use crate::sdp::Negotiator;
 use crate::sip::Request;
@@ -77,6 +79,20 @@ pub struct Call {
     pub bye_key: Option<TransactionKey>,
     /// When the call was answered, for durations.
     pub answered_at: Option<Instant>,
+    /// Who holds whom (RFC 3264 §8.4), see `hold.rs`.
+    pub hold: HoldState,
+    /// Our latest re-INVITE: pending, or answered and kept to re-send its
+    /// ACK for retransmitted 2xx (RFC 3261 §14.1).
+    pub reinvite: Option<OutgoingReinvite>,
+    /// A re-INVITE refused with 491, to be sent again at this instant
+    /// (RFC 3261 §14.1).
+    pub reinvite_retry: Option<(Instant, HoldIntent)>,
+    /// Our REFER (we transfer this call), see `refer.rs`.
+    pub refer_out: Option<ReferOut>,
+    /// A REFER the peer sent us (we are being transferred).
+    pub refer_in: Option<ReferIn>,
+    /// This call was placed because of a REFER received in that call.
+    pub referred_from: Option<CallHandle>,
 }
 
 impl Call {
@@ -113,6 +129,12 @@ impl Call {
             bye_after_ack: false,
             bye_key: None,
             answered_at: None,
+            hold: HoldState::default(),
+            reinvite: None,
+            reinvite_retry: None,
+            refer_out: None,
+            refer_in: None,
+            referred_from: None,
         }
     }
 

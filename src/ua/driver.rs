@@ -1,5 +1,6 @@
 //! The tokio shell around [`UserAgent`]: it owns the SIP socket, one RTP
-//! socket per call, the media sessions and the audio sources and sinks.
+//! socket and one RTCP socket (RTP port + 1) per call, the media sessions
+//! and the audio sources and sinks.
 //!
 //! One task runs the loop: `select!` on a SIP datagram, an RTP datagram, a
 //! user command, the core's next deadline and the 20 ms media tick; feed
@@ -22,11 +23,14 @@ use tokio::time::{Instant as TokioInstant, MissedTickBehavior};
 
 use super::accounts::RegHandle;
 use super::agent::{EndReason, UaConfig, UaEvent, UaOutput, UserAgent};
-use super::call::CallHandle;
+use super::call::{CallDirection, CallHandle, CallState};
 use super::digest::Credentials;
+use super::hold::HoldState;
 use super::registration::RegistrationConfig;
 use crate::media::audio::{AudioSink, AudioSource};
 use crate::media::codec::CodecKind;
+use crate::media::jitter::JitterConfig;
+use crate::media::rtcp::{DEFAULT_MIN_INTERVAL, RtcpConfig, SystemClock, random_cname};
 use crate::media::session::{DtmfError, MediaConfig, MediaSession, MediaStats};
 use crate::sdp::{Direction, LocalMedia, NegotiatedMedia};
 use crate::sip::{Uri, uri::Host};
@@ -50,6 +54,28 @@ pub struct PhoneConfig {
     /// Hang up a call when no RTP has arrived for this long after the
     /// first packet (the peer died); `None` disables it.
     pub rtp_timeout: Option<Duration>,
+    /// Bounds of each call's adaptive jitter buffer.
+    pub jitter_buffer: JitterConfig,
+    /// RTCP settings.
+    pub rtcp: RtcpOptions,
+}
+
+/// RTCP settings of the phone (RFC 3550 §6, RFC 5761).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RtcpOptions {
+    /// Minimum report interval (RFC 3550 §6.2: 5 s; shorter for tests).
+    pub min_interval: Duration,
+    /// Offer and accept RTCP multiplexed on the RTP port (RFC 5761).
+    pub mux: bool,
+}
+
+impl Default for RtcpOptions {
+    fn default() -> Self {
+        RtcpOptions {
+            min_interval: DEFAULT_MIN_INTERVAL,
+            mux: true,
+        }
+    }
 }
 
 /// Commands to the phone task.
@@ -88,6 +114,34 @@ enum Command {
     Hangup {
         call: CallHandle,
     },
+    Hold {
+        call: CallHandle,
+        hold: bool,
+        reply: oneshot::Sender<Result<(), DriverError>>,
+    },
+    Mute {
+        call: CallHandle,
+        muted: bool,
+        reply: oneshot::Sender<Result<(), DriverError>>,
+    },
+    Calls {
+        reply: oneshot::Sender<Vec<CallInfo>>,
+    },
+    Transfer {
+        call: CallHandle,
+        target: String,
+        reply: oneshot::Sender<Result<(), DriverError>>,
+    },
+    /// Hold every other answered call we do not hold, and resume `call`
+    /// if we hold it.
+    Switch {
+        call: CallHandle,
+        reply: oneshot::Sender<Result<(), DriverError>>,
+    },
+    Stats {
+        call: CallHandle,
+        reply: oneshot::Sender<Option<MediaStats>>,
+    },
     /// Finish the current work and end the task.
     Shutdown,
 }
@@ -105,6 +159,9 @@ pub struct RegisterSpec {
 }
 
 /// What the phone reports.
+// A few events per call: the size of the statistics in `CallEnded` does not
+// matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum PhoneEvent {
     Ua(UaEvent),
@@ -134,6 +191,27 @@ pub enum PhoneEvent {
         call: CallHandle,
         digit: char,
     },
+}
+
+/// One call as [`Phone::calls`] lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallInfo {
+    pub call: CallHandle,
+    /// Who started it.
+    pub direction: CallDirection,
+    pub state: CallState,
+    /// The other party (name-addr text).
+    pub peer: String,
+    /// Time since the answer (None before it).
+    pub duration: Option<Duration>,
+    /// The negotiated codec, once media is negotiated.
+    pub codec: Option<CodecKind>,
+    /// Our negotiated media direction (RFC 3264 §6.1).
+    pub media_direction: Option<Direction>,
+    /// Who holds whom (RFC 3264 §8.4).
+    pub hold: HoldState,
+    /// Our captured audio is replaced by silence.
+    pub muted: bool,
 }
 
 /// Errors the shell reports.
@@ -209,6 +287,8 @@ impl Phone {
         let template = LocalMedia {
             addr: advertised_ip(local.ip(), None),
             rtp_port: 0,
+            rtcp_port: None,
+            rtcp_mux: cfg.rtcp.mux,
             codecs: cfg.codecs.clone(),
             telephone_event: true,
             direction: Direction::SendRecv,
@@ -226,6 +306,9 @@ impl Phone {
             rng: StdRng::seed_from_u64(ua_cfg.seed ^ 0x5eed),
             route_cache: HashMap::new(),
             rtp_timeout: cfg.rtp_timeout,
+            rtcp: cfg.rtcp,
+            pending_transfers: Vec::new(),
+            jitter_buffer: cfg.jitter_buffer,
             rtp_tap: tap,
         };
         let task = tokio::spawn(driver.run());
@@ -325,6 +408,98 @@ impl Phone {
         let _ = self.commands.send(Command::Hangup { call });
     }
 
+    /// Puts `call` on hold: returns once the re-INVITE (`a=sendonly`, or
+    /// `a=inactive` when the peer holds us) is sent; the outcome arrives as
+    /// [`UaEvent::Held`] or [`UaEvent::HoldFailed`]. While held, the call
+    /// neither reads its audio source nor writes its sink (RFC 3264 §8.4).
+    pub async fn hold(&self, call: CallHandle) -> Result<(), DriverError> {
+        self.request(|reply| Command::Hold {
+            call,
+            hold: true,
+            reply,
+        })
+        .await?
+    }
+
+    /// Takes `call` off hold (`a=sendrecv` re-INVITE); the outcome arrives
+    /// as [`UaEvent::Resumed`] or [`UaEvent::HoldFailed`].
+    pub async fn resume(&self, call: CallHandle) -> Result<(), DriverError> {
+        self.request(|reply| Command::Hold {
+            call,
+            hold: false,
+            reply,
+        })
+        .await?
+    }
+
+    /// Mutes (or unmutes) `call`: our captured audio is replaced by
+    /// silence, the RTP stream goes on.
+    pub async fn mute(&self, call: CallHandle, muted: bool) -> Result<(), DriverError> {
+        self.request(|reply| Command::Mute { call, muted, reply })
+            .await?
+    }
+
+    /// Blind transfer (RFC 5589 §6): asks the peer of `call` to call
+    /// `target` (REFER, RFC 3515). Returns once the REFER is sent; progress
+    /// arrives as [`UaEvent::Transfer`] events, and on success the call is
+    /// hung up. Put the call on hold first if the peer should hear nothing
+    /// meanwhile.
+    pub async fn transfer(&self, call: CallHandle, target: &str) -> Result<(), DriverError> {
+        self.request(|reply| Command::Transfer {
+            call,
+            target: target.to_string(),
+            reply,
+        })
+        .await?
+    }
+
+    /// Call waiting: answers `call` after putting every other answered
+    /// call on hold (the `hold` re-INVITEs go out first). [`Phone::answer`]
+    /// leaves other calls alone.
+    pub async fn answer_waiting(&self, call: CallHandle, io: MediaIo) -> Result<(), DriverError> {
+        self.request(|reply| Command::Switch { call, reply })
+            .await??;
+        self.answer(call, io).await
+    }
+
+    /// Call waiting: makes `call` the active one: every other answered
+    /// call we do not hold yet is put on hold, and `call` is resumed if we
+    /// hold it. Only calls already answered are touched.
+    pub async fn switch(&self, call: CallHandle) -> Result<(), DriverError> {
+        self.request(|reply| Command::Switch { call, reply })
+            .await?
+    }
+
+    /// Every live call with its state, peer, duration, codec and direction,
+    /// oldest first.
+    pub async fn calls(&self) -> Vec<CallInfo> {
+        self.request(|reply| Command::Calls { reply })
+            .await
+            .unwrap_or_default()
+    }
+
+    /// The media statistics of `call` so far: counters, RTCP (round-trip
+    /// time, loss and jitter both ways) and the E-model quality estimate;
+    /// `None` without media or call.
+    pub async fn stats(&self, call: CallHandle) -> Option<MediaStats> {
+        self.request(|reply| Command::Stats { call, reply })
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Sends a command carrying a reply channel and waits for the reply.
+    async fn request<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, DriverError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(make(reply))
+            .map_err(|_| DriverError::Stopped)?;
+        rx.await.map_err(|_| DriverError::Stopped)
+    }
+
     /// Stops the phone task once everything queued so far has been sent
     /// (calls should have ended first).
     pub async fn shutdown(self) {
@@ -365,6 +540,9 @@ pub fn advertised_ip(bound: IpAddr, peer: Option<SocketAddr>) -> IpAddr {
 /// Media state of one call in the shell.
 struct CallMedia {
     socket: Arc<UdpSocket>,
+    /// The RTCP socket (RTP port + 1); unused when RTCP is multiplexed.
+    rtcp_socket: Option<Arc<UdpSocket>>,
+    rtcp_receiver: Option<JoinHandle<()>>,
     local_ip: IpAddr,
     io: MediaIo,
     session: Option<MediaSession>,
@@ -377,11 +555,21 @@ struct CallMedia {
     last_rtp: Option<std::time::Instant>,
     /// Hung up by us: no more audio in or out while the BYE completes.
     stopped: bool,
+    /// Send silence instead of the captured audio.
+    muted: bool,
+    /// Our direction from the last offer/answer (RFC 3264 §6.1).
+    negotiated: Option<Direction>,
+    /// This call was placed for a transfer and took over the audio of
+    /// that call; it goes back there if the new call fails.
+    took_io_from: Option<CallHandle>,
 }
 
 impl Drop for CallMedia {
     fn drop(&mut self) {
         self.receiver.abort();
+        if let Some(r) = &self.rtcp_receiver {
+            r.abort();
+        }
     }
 }
 
@@ -402,6 +590,11 @@ struct Driver {
     /// Local address used towards each peer address (wildcard binds).
     route_cache: HashMap<IpAddr, IpAddr>,
     rtp_timeout: Option<Duration>,
+    rtcp: RtcpOptions,
+    /// REFERs accepted whose new call is still to be placed:
+    /// (original call, target).
+    pending_transfers: Vec<(CallHandle, String)>,
+    jitter_buffer: JitterConfig,
     /// Outgoing media goes here instead of the socket, when set.
     rtp_tap: Option<RtpTap>,
 }
@@ -449,6 +642,10 @@ impl Driver {
                 _ = tick.tick(), if !self.calls.is_empty() => self.on_media_tick(),
             }
             self.drain().await;
+            while !self.pending_transfers.is_empty() {
+                self.place_transfer_calls().await;
+                self.drain().await;
+            }
             self.send_media().await;
             // The tick is disabled while there are no calls; restart it so
             // that a new call does not get a burst of missed ticks.
@@ -517,8 +714,89 @@ impl Driver {
                 }
             }
             Command::Hangup { call } => self.hangup(call, now),
+            Command::Hold { call, hold, reply } => {
+                let r = if hold {
+                    self.ua.hold(call, now)
+                } else {
+                    self.ua.resume(call, now)
+                };
+                let _ = reply.send(r.map_err(DriverError::from));
+            }
+            Command::Mute { call, muted, reply } => {
+                let r = match self.calls.get_mut(&call) {
+                    Some(m) => {
+                        m.muted = muted;
+                        Ok(())
+                    }
+                    None => Err(super::agent::UaError::NoSuchCall { call }.into()),
+                };
+                let _ = reply.send(r);
+            }
+            Command::Transfer {
+                call,
+                target,
+                reply,
+            } => {
+                let r = self.ua.transfer(call, &target, now);
+                let _ = reply.send(r.map_err(DriverError::from));
+            }
+            Command::Switch { call, reply } => {
+                let _ = reply.send(self.switch(call, now));
+            }
+            Command::Calls { reply } => {
+                let _ = reply.send(self.call_infos(now));
+            }
+            Command::Stats { call, reply } => {
+                let stats = self
+                    .calls
+                    .get(&call)
+                    .and_then(|m| m.session.as_ref())
+                    .map(|s| s.stats());
+                let _ = reply.send(stats);
+            }
             Command::Shutdown => {}
         }
+    }
+
+    /// Holds every other confirmed call we do not hold, then resumes
+    /// `call` if we hold it.
+    fn switch(&mut self, call: CallHandle, now: std::time::Instant) -> Result<(), DriverError> {
+        if self.ua.call_state(call).is_none() {
+            return Err(super::agent::UaError::NoSuchCall { call }.into());
+        }
+        for other in self.ua.call_handles() {
+            let active = self.ua.call_state(other) == Some(CallState::Confirmed)
+                && self.ua.hold_state(other).is_some_and(|h| !h.local);
+            if other != call && active {
+                self.ua.hold(other, now)?;
+            }
+        }
+        if self.ua.hold_state(call).is_some_and(|h| h.local) {
+            self.ua.resume(call, now)?;
+        }
+        Ok(())
+    }
+
+    fn call_infos(&self, now: std::time::Instant) -> Vec<CallInfo> {
+        self.ua
+            .call_handles()
+            .into_iter()
+            .filter_map(|call| {
+                let m = self.calls.get(&call);
+                let config = m.and_then(|m| m.session.as_ref()).map(|s| s.config());
+                Some(CallInfo {
+                    call,
+                    direction: self.ua.call_direction(call)?,
+                    state: self.ua.call_state(call)?,
+                    peer: self.ua.call_peer(call)?,
+                    duration: self.ua.call_duration(call, now),
+                    codec: config.map(|c| c.codec),
+                    media_direction: m.and_then(|m| m.negotiated),
+                    hold: self.ua.hold_state(call)?,
+                    muted: m.is_some_and(|m| m.muted),
+                })
+            })
+            .collect()
     }
 
     async fn dial(
@@ -540,6 +818,59 @@ impl Driver {
             .dial(target, dest, local, std::time::Instant::now())?;
         self.calls.insert(call, self.spawn_receiver(call, media));
         Ok(call)
+    }
+
+    /// Transferee: places the calls asked for by accepted REFERs. The new
+    /// call takes over the original call's audio (the user keeps talking
+    /// on the same device); a failure is reported in a final NOTIFY.
+    async fn place_transfer_calls(&mut self) {
+        for (original, target) in std::mem::take(&mut self.pending_transfers) {
+            let now = std::time::Instant::now();
+            let placed = self.place_transfer_call(original, &target).await;
+            if let Err(e) = placed {
+                tracing::warn!("transfer to {target}: {e}");
+                let (status, reason) = match e {
+                    DriverError::Resolve { .. } => (404, "Not Found"),
+                    DriverError::BadTarget { .. } | DriverError::Unsupported { .. } => {
+                        (400, "Bad Request")
+                    }
+                    _ => (503, "Service Unavailable"),
+                };
+                self.ua.refer_failed(original, status, reason, now);
+            }
+        }
+    }
+
+    async fn place_transfer_call(
+        &mut self,
+        original: CallHandle,
+        target: &str,
+    ) -> Result<(), DriverError> {
+        check_udp_target(target)?;
+        let dest = resolve_uri(target, self.sip.local_addr()).await?;
+        check_destination(dest, self.sip.local_addr())?;
+        let local_ip = advertised_ip(self.sip.local_addr().ip(), Some(dest));
+        let io = match self.calls.get_mut(&original) {
+            Some(m) => std::mem::replace(
+                &mut m.io,
+                MediaIo {
+                    source: Box::new(crate::media::audio::NullSource),
+                    sink: Box::new(crate::media::audio::NullSink),
+                },
+            ),
+            None => MediaIo {
+                source: Box::new(crate::media::audio::NullSource),
+                sink: Box::new(crate::media::audio::NullSink),
+            },
+        };
+        let (media, local) = self.open_media(local_ip, io).await?;
+        let call =
+            self.ua
+                .dial_referred(original, target, dest, local, std::time::Instant::now())?;
+        let mut m = self.spawn_receiver(call, media);
+        m.took_io_from = Some(original);
+        self.calls.insert(call, m);
+        Ok(())
     }
 
     async fn register(&mut self, spec: RegisterSpec) -> Result<RegHandle, DriverError> {
@@ -574,7 +905,8 @@ impl Driver {
         Ok(())
     }
 
-    /// Binds the call's RTP socket on an even port (RFC 3550 §11).
+    /// Binds the call's RTP socket on an even port and its RTCP socket on
+    /// the next one (RFC 3550 §11).
     async fn open_media(
         &mut self,
         local_ip: IpAddr,
@@ -585,16 +917,22 @@ impl Driver {
         } else {
             local_ip
         };
-        let socket = bind_even_port(bind_ip).await?;
+        let (socket, rtcp_socket) = bind_rtp_rtcp_pair(bind_ip).await?;
         let port = socket.local_addr().map(|a| a.port()).unwrap_or(0);
+        let rtcp_port = rtcp_socket
+            .as_ref()
+            .and_then(|s| s.local_addr().ok())
+            .map(|a| a.port());
         let local = LocalMedia {
             addr: local_ip,
             rtp_port: port,
+            rtcp_port,
             ..self.template.clone()
         };
         Ok((
             PendingMedia {
                 socket: Arc::new(socket),
+                rtcp_socket: rtcp_socket.map(Arc::new),
                 local_ip,
                 io,
             },
@@ -602,24 +940,18 @@ impl Driver {
         ))
     }
 
+    /// Starts the tasks that forward datagrams from the call's RTP and RTCP
+    /// sockets to the driver; the session tells RTP from RTCP itself.
     fn spawn_receiver(&self, call: CallHandle, p: PendingMedia) -> CallMedia {
-        let tx = self.rtp.0.clone();
-        let sock = p.socket.clone();
-        let receiver = tokio::spawn(async move {
-            let mut buf = vec![0u8; 2048];
-            loop {
-                match sock.recv_from(&mut buf).await {
-                    Ok((n, from)) => {
-                        if tx.send((call, buf[..n].to_vec(), from)).is_err() {
-                            break;
-                        }
-                    }
-                    Err(e) => tracing::trace!("RTP socket: {e}"),
-                }
-            }
-        });
+        let receiver = self.spawn_socket_reader(call, p.socket.clone());
+        let rtcp_receiver = p
+            .rtcp_socket
+            .as_ref()
+            .map(|s| self.spawn_socket_reader(call, s.clone()));
         CallMedia {
             socket: p.socket,
+            rtcp_socket: p.rtcp_socket,
+            rtcp_receiver,
             local_ip: p.local_ip,
             io: p.io,
             session: None,
@@ -630,16 +962,35 @@ impl Driver {
             sink_failed: false,
             last_rtp: None,
             stopped: false,
+            muted: false,
+            negotiated: None,
+            took_io_from: None,
         }
     }
 
-    /// Every 20 ms: one frame from each call's source into its session, and
-    /// one frame from its session into its sink.
+    fn spawn_socket_reader(&self, call: CallHandle, sock: Arc<UdpSocket>) -> JoinHandle<()> {
+        let tx = self.rtp.0.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 2048];
+            loop {
+                match sock.recv_from(&mut buf).await {
+                    Ok((n, from)) => {
+                        if tx.send((call, buf[..n].to_vec(), from)).is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) => tracing::trace!("media socket: {e}"),
+                }
+            }
+        })
+    }
+
     /// Hangs up and stops the call's audio at once (the recording ends
-    /// here, not when the BYE completes).
+    /// here, not when the BYE completes); RTCP BYE goes out first.
     fn hangup(&mut self, call: CallHandle, now: std::time::Instant) {
         if let Some(m) = self.calls.get_mut(&call) {
             m.stopped = true;
+            send_rtcp_bye(m);
         }
         if let Err(e) = self.ua.hangup(call, now) {
             tracing::warn!("hangup: {e}");
@@ -654,7 +1005,13 @@ impl Driver {
         let dead: Vec<(CallHandle, Duration)> = self
             .calls
             .iter()
-            .filter(|(_, m)| !m.stopped && m.session.as_ref().is_some_and(|s| s.config().recv))
+            .filter(|(_, m)| {
+                // On hold either way the peer may rightly send nothing.
+                !m.stopped
+                    && m.session
+                        .as_ref()
+                        .is_some_and(|s| s.config().recv && s.config().send)
+            })
             .filter_map(|(c, m)| {
                 let silent = now.saturating_duration_since(m.last_rtp?);
                 (silent > limit).then_some((*c, silent))
@@ -667,11 +1024,14 @@ impl Driver {
                 .send(PhoneEvent::MediaTimeout { call, silent_for });
             if let Some(m) = self.calls.get_mut(&call) {
                 m.stopped = true;
+                send_rtcp_bye(m);
             }
             self.ua.abandon(call, now);
         }
     }
 
+    /// Every 20 ms: one frame from each call's source into its session, and
+    /// one frame from its session into its sink; RTCP reports when due.
     fn on_media_tick(&mut self) {
         let now = std::time::Instant::now();
         self.check_rtp_timeouts(now);
@@ -684,14 +1044,28 @@ impl Driver {
             };
             let n = session.config().frame_samples();
             m.frame.resize(n, 0);
-            m.io.source.read_frame(&mut m.frame);
+            // RFC 3264 §8.4: a call on hold (either way) neither takes our
+            // audio nor plays to our device; another call may use them.
+            let (send, recv) = (session.config().send, session.config().recv);
+            if send {
+                m.io.source.read_frame(&mut m.frame);
+                if m.muted {
+                    m.frame.fill(0);
+                }
+            } else {
+                m.frame.fill(0);
+            }
             session.push_capture(&m.frame);
+            session.handle_timeout(now);
             if m.io.source.is_finished() && !m.source_finished {
                 m.source_finished = true;
                 let _ = self.events.send(PhoneEvent::SourceFinished { call: *call });
             }
             m.playback.clear();
             session.pull_playback_into(now, &mut m.playback);
+            if !recv {
+                continue;
+            }
             if let Err(e) = m.io.sink.write_frame(&m.playback)
                 && !m.sink_failed
             {
@@ -722,6 +1096,12 @@ impl Driver {
                     tracing::debug!("RTP send to {dest}: {e}");
                 }
             }
+            let rtcp_socket = m.rtcp_socket.as_ref().unwrap_or(&m.socket);
+            while let Some((dest, pkt)) = session.poll_transmit_rtcp() {
+                if let Err(e) = rtcp_socket.send_to(&pkt, dest).await {
+                    tracing::debug!("RTCP send to {dest}: {e}");
+                }
+            }
         }
     }
 
@@ -745,9 +1125,22 @@ impl Driver {
                 self.apply_media(call, media);
                 let _ = self.events.send(PhoneEvent::Ua(e));
             }
+            UaEvent::TransferRequested {
+                call, ref target, ..
+            } => {
+                self.pending_transfers.push((call, target.clone()));
+                let _ = self.events.send(PhoneEvent::Ua(e));
+            }
             UaEvent::Ended { call, reason } => {
                 let (stats, codec) = match self.calls.remove(&call) {
                     Some(mut m) => {
+                        send_rtcp_bye(&mut m);
+                        // A failed transfer call gives the audio back.
+                        if let Some(orig) = m.took_io_from
+                            && let Some(o) = self.calls.get_mut(&orig)
+                        {
+                            std::mem::swap(&mut o.io, &mut m.io);
+                        }
                         if let Err(err) = m.io.sink.finish() {
                             tracing::warn!("finishing audio output: {err}");
                         }
@@ -772,9 +1165,11 @@ impl Driver {
     /// Starts or updates the call's media session for newly negotiated
     /// media (RFC 3264 §5, §8).
     fn apply_media(&mut self, call: CallHandle, media: &NegotiatedMedia) {
+        let held_by_us = self.ua.hold_state(call).is_some_and(|h| h.local);
         let Some(m) = self.calls.get_mut(&call) else {
             return;
         };
+        m.negotiated = Some(media.direction);
         let config = MediaConfig {
             codec: media.codec,
             payload_type: media.payload_type,
@@ -782,15 +1177,33 @@ impl Driver {
             ptime_ms: media.ptime_ms,
             telephone_event_pt: media.telephone_event,
             remote: media.remote_rtp,
-            send: media.direction.sends() && media.remote_rtp.is_some(),
+            remote_rtcp: media.remote_rtcp,
+            rtcp_mux: media.rtcp_mux,
+            // While we hold the call (sendonly), we may send but do not:
+            // the held party hears nothing from our device.
+            send: media.direction.sends() && media.remote_rtp.is_some() && !held_by_us,
             recv: media.direction.recvs(),
+            jitter: self.jitter_buffer,
         };
         let _ = m.local_ip;
         match m.session.as_mut() {
-            Some(s) => s.update(config),
+            Some(s) => {
+                // The RTP timeout counts again from a direction change
+                // (e.g. resume after hold).
+                if (s.config().send, s.config().recv) != (config.send, config.recv) {
+                    m.last_rtp = m.last_rtp.map(|_| std::time::Instant::now());
+                }
+                s.update(config)
+            }
             None => {
-                m.session = Some(MediaSession::new(
+                let rtcp = RtcpConfig {
+                    min_interval: self.rtcp.min_interval,
+                    ..RtcpConfig::new(random_cname(&mut self.rng), config.clock_rate)
+                };
+                m.session = Some(MediaSession::with_rtcp(
                     config,
+                    rtcp,
+                    &SystemClock,
                     &mut self.rng,
                     std::time::Instant::now(),
                 ))
@@ -799,44 +1212,74 @@ impl Driver {
     }
 }
 
+/// RFC 3550 §6.6: the call's last RTCP packet, with BYE, sent without
+/// waiting (the call's state is being dropped).
+fn send_rtcp_bye(m: &mut CallMedia) {
+    let Some(session) = m.session.as_mut() else {
+        return;
+    };
+    session.close(std::time::Instant::now());
+    let rtcp_socket = m.rtcp_socket.as_ref().unwrap_or(&m.socket);
+    let queued = std::iter::from_fn(|| session.poll_transmit())
+        .map(|(dest, pkt)| (&m.socket, dest, pkt))
+        .collect::<Vec<_>>();
+    for (socket, dest, pkt) in queued.into_iter().chain(
+        std::iter::from_fn(|| session.poll_transmit_rtcp()).map(|(d, p)| (rtcp_socket, d, p)),
+    ) {
+        if let Err(e) = socket.try_send_to(&pkt, dest) {
+            tracing::debug!("RTCP BYE to {dest}: {e}");
+        }
+    }
+}
+
 struct PendingMedia {
     socket: Arc<UdpSocket>,
+    rtcp_socket: Option<Arc<UdpSocket>>,
     local_ip: IpAddr,
     io: MediaIo,
 }
 
-/// Binds a UDP socket on an even port, keeping port+1 free for RTCP where
-/// possible (RFC 3550 §11).
-async fn bind_even_port(ip: IpAddr) -> Result<UdpSocket, DriverError> {
+/// Binds the RTP socket on an even port and the RTCP socket on the next,
+/// odd one (RFC 3550 §11). When no such pair is found, RTP gets any port
+/// and RTCP any other, which the SDP then names with `a=rtcp` (RFC 3605);
+/// `None` for RTCP only if no second socket can be bound at all.
+async fn bind_rtp_rtcp_pair(ip: IpAddr) -> Result<(UdpSocket, Option<UdpSocket>), DriverError> {
+    let bind_error = |source| DriverError::Bind {
+        addr: SocketAddr::new(ip, 0),
+        source,
+    };
     let mut last_err = None;
     for _ in 0..20 {
         let s = UdpSocket::bind(SocketAddr::new(ip, 0))
             .await
-            .map_err(|source| DriverError::Bind {
-                addr: SocketAddr::new(ip, 0),
-                source,
-            })?;
+            .map_err(bind_error)?;
         let port = s.local_addr().map(|a| a.port()).unwrap_or(1);
-        if port % 2 == 0 {
-            return Ok(s);
-        }
-        let even = port.wrapping_add(1) & !1;
-        if even != 0 {
+        let (rtp, even) = if port % 2 == 0 {
+            (s, port)
+        } else {
+            let even = port.wrapping_add(1);
             match UdpSocket::bind(SocketAddr::new(ip, even)).await {
-                Ok(s2) => return Ok(s2),
-                Err(e) => last_err = Some(e),
+                Ok(s2) if even != 0 => (s2, even),
+                Ok(_) => continue,
+                Err(e) => {
+                    last_err = Some(e);
+                    continue;
+                }
             }
+        };
+        match UdpSocket::bind(SocketAddr::new(ip, even + 1)).await {
+            Ok(rtcp) => return Ok((rtp, Some(rtcp))),
+            Err(e) => last_err = Some(e),
         }
     }
     if let Some(e) = last_err {
-        tracing::debug!("no even RTP port: {e}")
+        tracing::debug!("no even/odd RTP/RTCP port pair: {e}")
     }
-    UdpSocket::bind(SocketAddr::new(ip, 0))
+    let rtp = UdpSocket::bind(SocketAddr::new(ip, 0))
         .await
-        .map_err(|source| DriverError::Bind {
-            addr: SocketAddr::new(ip, 0),
-            source,
-        })
+        .map_err(bind_error)?;
+    let rtcp = UdpSocket::bind(SocketAddr::new(ip, 0)).await.ok();
+    Ok((rtp, rtcp))
 }
 
 /// Refuses URIs we cannot reach over UDP: `sips:` (TLS, RFC 3261 §26.2)

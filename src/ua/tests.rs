@@ -21,6 +21,8 @@ fn media(ip: &str, port: u16) -> LocalMedia {
     LocalMedia {
         addr: ip.parse().unwrap(),
         rtp_port: port,
+        rtcp_port: None,
+        rtcp_mux: true,
         codecs: vec![CodecKind::Pcmu, CodecKind::Pcma],
         telephone_event: true,
         direction: Direction::SendRecv,
@@ -612,5 +614,840 @@ fn info_with_dtmf_relay_reports_the_digit() {
     assert!(has(&p.b_events, |e| matches!(
         e,
         UaEvent::Dtmf { digit: '5', .. }
+    )));
+}
+
+// ----- hold and resume (RFC 3264 §8.4, RFC 3261 §14) --------------------
+
+/// A call from A to B, answered and confirmed. Returns (A's, B's) handles.
+fn established(p: &mut Pair) -> (CallHandle, CallHandle) {
+    let call = p.dial();
+    let incoming = p.incoming();
+    p.b.answer(incoming, media("127.0.0.2", 50000), p.now)
+        .unwrap();
+    p.settle();
+    assert!(has(&p.b_events, |e| matches!(e, UaEvent::Answered { .. })));
+    (call, incoming)
+}
+
+/// The SDP bodies of the `n`-th datagram from `from` starting with `prefix`.
+fn nth_body(p: &Pair, from: &str, prefix: &str, n: usize) -> String {
+    let data = p
+        .raw
+        .iter()
+        .filter(|(f, d)| f == from && d.starts_with(prefix.as_bytes()))
+        .nth(n)
+        .map(|(_, d)| d.clone())
+        .unwrap_or_else(|| panic!("{from} sent {} {prefix}", n + 1));
+    let msg = parse_datagram(&data).unwrap();
+    let body = match msg {
+        SipMessage::Request(r) => r.body,
+        SipMessage::Response(r) => r.body,
+    };
+    String::from_utf8(body).unwrap()
+}
+
+/// The `o=` session version of an SDP body (RFC 4566 §5.2).
+fn origin_version(sdp: &str) -> u64 {
+    sdp.lines()
+        .find(|l| l.starts_with("o="))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|v| v.parse().ok())
+        .expect("an o= line")
+}
+
+fn media_direction(events: &[UaEvent]) -> Option<Direction> {
+    events.iter().rev().find_map(|e| match e {
+        UaEvent::Media { media, .. } => Some(media.direction),
+        _ => None,
+    })
+}
+
+#[test]
+fn hold_offers_sendonly_the_peer_answers_recvonly_and_resume_restores_sendrecv_rfc3264_8_4() {
+    let mut p = Pair::new();
+    let (call, incoming) = established(&mut p);
+    let first = nth_body(&p, "a", "INVITE ", 0);
+    p.a_events.clear();
+    p.b_events.clear();
+
+    p.a.hold(call, p.now).unwrap();
+    p.settle();
+    let offer = nth_body(&p, "a", "INVITE ", 1);
+    assert!(offer.contains("a=sendonly"), "{offer}");
+    assert_eq!(origin_version(&offer), origin_version(&first) + 1);
+    let answer = nth_body(&p, "b", "SIP/2.0 200", 1);
+    assert!(answer.contains("a=recvonly"), "{answer}");
+    assert!(answer.contains("c=IN IP4 127.0.0.2"), "{answer}");
+    assert_eq!(
+        p.sent("a", "ACK "),
+        2,
+        "the re-INVITE's 2xx is acknowledged"
+    );
+    assert!(has(&p.a_events, |e| *e == UaEvent::Held { call }));
+    assert_eq!(media_direction(&p.a_events), Some(Direction::SendOnly));
+    assert!(has(&p.b_events, |e| *e
+        == UaEvent::RemoteHold { call: incoming }));
+    assert_eq!(media_direction(&p.b_events), Some(Direction::RecvOnly));
+    assert_eq!(
+        p.a.hold_state(call),
+        Some(HoldState {
+            local: true,
+            remote: false
+        })
+    );
+    assert_eq!(
+        p.b.hold_state(incoming),
+        Some(HoldState {
+            local: false,
+            remote: true
+        })
+    );
+    // Holding twice is refused without a re-INVITE.
+    assert_eq!(
+        p.a.hold(call, p.now),
+        Err(UaError::AlreadyInHoldState { call, held: true })
+    );
+
+    p.a.resume(call, p.now).unwrap();
+    p.settle();
+    let offer2 = nth_body(&p, "a", "INVITE ", 2);
+    assert!(offer2.contains("a=sendrecv"), "{offer2}");
+    assert_eq!(origin_version(&offer2), origin_version(&offer) + 1);
+    assert!(nth_body(&p, "b", "SIP/2.0 200", 2).contains("a=sendrecv"));
+    assert!(has(&p.a_events, |e| *e == UaEvent::Resumed { call }));
+    assert!(has(&p.b_events, |e| *e
+        == UaEvent::RemoteResume { call: incoming }));
+    assert_eq!(media_direction(&p.a_events), Some(Direction::SendRecv));
+    assert_eq!(media_direction(&p.b_events), Some(Direction::SendRecv));
+    assert_eq!(p.a.hold_state(call), Some(HoldState::default()));
+    // The call is still up and hangs up normally.
+    p.a.hangup(call, p.now).unwrap();
+    p.settle();
+    assert_eq!(ended(&p.b_events), Some(EndReason::RemoteHangup));
+}
+
+#[test]
+fn holding_a_call_the_peer_already_holds_offers_inactive_rfc3264_8_4() {
+    let mut p = Pair::new();
+    let (call, incoming) = established(&mut p);
+    p.b.hold(incoming, p.now).unwrap();
+    p.settle();
+    assert!(has(&p.a_events, |e| *e == UaEvent::RemoteHold { call }));
+    p.a.hold(call, p.now).unwrap();
+    p.settle();
+    let offer = nth_body(&p, "a", "INVITE ", 1);
+    assert!(offer.contains("a=inactive"), "{offer}");
+    // B holds (sendonly wanted) and A receives nothing: inactive.
+    assert!(nth_body(&p, "b", "SIP/2.0 200", 1).contains("a=inactive"));
+    assert_eq!(media_direction(&p.a_events), Some(Direction::Inactive));
+    assert!(has(&p.a_events, |e| *e == UaEvent::Held { call }));
+}
+
+#[test]
+fn glare_gives_491_to_both_and_each_retries_after_its_back_off_rfc3261_14_1() {
+    let mut p = Pair::new();
+    let (call, incoming) = established(&mut p);
+    let start = p.now;
+    // Both re-INVITEs cross on the wire.
+    p.a.hold(call, p.now).unwrap();
+    p.b.hold(incoming, p.now).unwrap();
+    p.settle();
+    assert_eq!(p.sent("a", "SIP/2.0 491"), 1);
+    assert_eq!(p.sent("b", "SIP/2.0 491"), 1);
+    // A placed the call: it owns the Call-ID and waits 2.1–4 s; B 0–2 s.
+    let (a_at, _) = p.a.calls[&call].reinvite_retry.expect("A retries");
+    let (b_at, _) = p.b.calls[&incoming].reinvite_retry.expect("B retries");
+    let a_wait = a_at - start;
+    let b_wait = b_at - start;
+    assert!(
+        a_wait >= Duration::from_millis(2100) && a_wait <= Duration::from_secs(4),
+        "{a_wait:?}"
+    );
+    assert!(b_wait <= Duration::from_secs(2), "{b_wait:?}");
+    // Nothing changed meanwhile (§14.1: the call stays as it was).
+    assert_eq!(p.a.hold_state(call), Some(HoldState::default()));
+    assert!(!has(&p.a_events, |e| matches!(
+        e,
+        UaEvent::HoldFailed { .. }
+    )));
+    p.run_for(Duration::from_secs(5));
+    assert!(has(&p.a_events, |e| *e == UaEvent::Held { call }));
+    assert!(has(&p.b_events, |e| *e == UaEvent::Held { call: incoming }));
+    assert_eq!(
+        p.a.hold_state(call),
+        Some(HoldState {
+            local: true,
+            remote: true
+        })
+    );
+    assert_eq!(p.sent("a", "INVITE "), 3);
+    assert_eq!(p.sent("b", "INVITE "), 2);
+    // B retried first with sendonly, A then held with inactive.
+    assert!(nth_body(&p, "b", "INVITE ", 1).contains("a=sendonly"));
+    assert!(nth_body(&p, "a", "INVITE ", 2).contains("a=inactive"));
+}
+
+/// Takes A's pending outputs without delivering them; returns the last
+/// request starting with `prefix`.
+fn take_a_request(p: &mut Pair, prefix: &str) -> crate::sip::Request {
+    let mut found = None;
+    while let Some(o) = p.a.poll_output() {
+        match o {
+            UaOutput::Transmit(t) if t.payload.starts_with(prefix.as_bytes()) => {
+                found = Some(t.payload)
+            }
+            UaOutput::Transmit(_) => {}
+            UaOutput::Event(e) => p.a_events.push(e),
+        }
+    }
+    match parse_datagram(&found.expect("A sent the request")).unwrap() {
+        SipMessage::Request(r) => r,
+        _ => unreachable!("a request"),
+    }
+}
+
+#[test]
+fn a_challenged_reinvite_is_sent_again_with_credentials_rfc3261_22_2() {
+    let mut p = Pair::new();
+    let (call, _) = established(&mut p);
+    p.a.set_credentials(Some(crate::ua::digest::Credentials::new("alice", "secret")));
+    p.a.hold(call, p.now).unwrap();
+    let reinvite = take_a_request(&mut p, "INVITE ");
+    let mut challenge = crate::transaction::make_response(&reinvite, 407, None);
+    challenge.headers.push(
+        "Proxy-Authenticate",
+        "Digest realm=\"example.com\", nonce=\"n491\", algorithm=MD5",
+    );
+    p.a.handle_datagram(&challenge.to_bytes(), addr(B), addr(A).ip(), p.now);
+    let retry = take_a_request(&mut p, "INVITE ");
+    let auth = retry
+        .headers
+        .get("Proxy-Authorization")
+        .expect("credentials");
+    assert!(auth.contains("username=\"alice\""), "{auth}");
+    assert!(auth.contains("realm=\"example.com\""), "{auth}");
+    assert_eq!(
+        retry.headers.cseq().unwrap().seq,
+        reinvite.headers.cseq().unwrap().seq + 1
+    );
+    assert_eq!(retry.body, reinvite.body, "the same offer");
+    // The retry reaches B, which answers: the call is held.
+    p.b.handle_datagram(&retry.to_bytes(), addr(A), addr(B).ip(), p.now);
+    p.settle();
+    assert!(has(&p.a_events, |e| *e == UaEvent::Held { call }));
+    // A second challenge to the same re-INVITE is not answered again.
+    p.a.resume(call, p.now).unwrap();
+    let reinvite = take_a_request(&mut p, "INVITE ");
+    let mut challenge = crate::transaction::make_response(&reinvite, 407, None);
+    challenge.headers.push(
+        "Proxy-Authenticate",
+        "Digest realm=\"example.com\", nonce=\"n492\", algorithm=MD5",
+    );
+    p.a.handle_datagram(&challenge.to_bytes(), addr(B), addr(A).ip(), p.now);
+    let retry = take_a_request(&mut p, "INVITE ");
+    let mut challenge = crate::transaction::make_response(&retry, 407, None);
+    challenge.headers.push(
+        "Proxy-Authenticate",
+        "Digest realm=\"example.com\", nonce=\"n493\", algorithm=MD5",
+    );
+    p.a.handle_datagram(&challenge.to_bytes(), addr(B), addr(A).ip(), p.now);
+    p.settle();
+    assert!(has(&p.a_events, |e| matches!(
+        e,
+        UaEvent::HoldFailed {
+            status: Some(407),
+            intent: HoldIntent::Resume,
+            ..
+        }
+    )));
+    assert!(p.a.hold_state(call).unwrap().local, "still held");
+    assert_eq!(p.a.call_state(call), Some(CallState::Confirmed));
+}
+
+#[test]
+fn a_refused_reinvite_leaves_the_call_as_it_was_rfc3261_14_1() {
+    let mut p = Pair::new();
+    let (call, _) = established(&mut p);
+    p.a.hold(call, p.now).unwrap();
+    let reinvite = take_a_request(&mut p, "INVITE ");
+    let refusal = crate::transaction::make_response(&reinvite, 488, None);
+    p.a.handle_datagram(&refusal.to_bytes(), addr(B), addr(A).ip(), p.now);
+    p.settle();
+    assert!(has(&p.a_events, |e| matches!(
+        e,
+        UaEvent::HoldFailed {
+            status: Some(488),
+            intent: HoldIntent::Hold,
+            ..
+        }
+    )));
+    assert!(!has(&p.a_events, |e| matches!(e, UaEvent::Held { .. })));
+    assert_eq!(p.a.hold_state(call), Some(HoldState::default()));
+    assert_eq!(p.a.call_state(call), Some(CallState::Confirmed));
+    // The offer was withdrawn: the next hold goes out and succeeds, with
+    // sendonly again.
+    p.a.hold(call, p.now).unwrap();
+    p.settle();
+    assert!(has(&p.a_events, |e| *e == UaEvent::Held { call }));
+    let offers = p.sent("a", "INVITE ");
+    assert!(nth_body(&p, "a", "INVITE ", offers - 1).contains("a=sendonly"));
+}
+
+/// A re-INVITE from "A" to B's side of the call, built by hand, with `sdp`.
+fn reinvite_to_b(p: &Pair, cseq: u32, sdp: &str) -> Vec<u8> {
+    let invite = sent_invite(p);
+    let to_tag = p
+        .raw
+        .iter()
+        .find(|(f, d)| f == "b" && d.starts_with(b"SIP/2.0 200"))
+        .and_then(|(_, d)| match parse_datagram(d).ok()? {
+            SipMessage::Response(r) => r.headers.to_addr().ok()?.tag().map(str::to_string),
+            _ => None,
+        })
+        .unwrap();
+    let (ctype, len) = if sdp.is_empty() {
+        (String::new(), 0)
+    } else {
+        ("Content-Type: application/sdp\r\n".to_string(), sdp.len())
+    };
+    format!(
+        "INVITE sip:bob@127.0.0.2:5062 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKre{cseq}\r\nMax-Forwards: 70\r\nFrom: {}\r\nTo: <sip:bob@127.0.0.2:5062>;tag={to_tag}\r\nCall-ID: {}\r\nCSeq: {cseq} INVITE\r\nContact: <sip:alice@127.0.0.1:5060>\r\n{ctype}Content-Length: {len}\r\n\r\n{sdp}",
+        invite.headers.get("From").unwrap(),
+        invite.headers.call_id().unwrap(),
+    )
+    .into_bytes()
+}
+
+/// Sends a hand-built re-INVITE to B and ACKs a 2xx; returns the response.
+fn reinvite_and_ack(p: &mut Pair, req: Vec<u8>, cseq: u32) -> String {
+    let resp = response_to(p, req);
+    if resp.starts_with("SIP/2.0 2") {
+        let ack = ack_to_b(p, &resp, cseq);
+        p.b.handle_datagram(&ack, addr(A), addr(B).ip(), p.now);
+        p.settle();
+    }
+    resp
+}
+
+/// The ACK for B's 2xx `resp` to the hand-built re-INVITE `cseq`.
+fn ack_to_b(p: &Pair, resp: &str, cseq: u32) -> Vec<u8> {
+    let invite = sent_invite(p);
+    let to_tag = match parse_datagram(resp.as_bytes()).unwrap() {
+        SipMessage::Response(r) => r.headers.to_addr().unwrap().tag().unwrap().to_string(),
+        _ => unreachable!("a response"),
+    };
+    format!(
+        "ACK sip:bob@127.0.0.2:5062 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKack{cseq}\r\nMax-Forwards: 70\r\nFrom: {}\r\nTo: <sip:bob@127.0.0.2:5062>;tag={to_tag}\r\nCall-ID: {}\r\nCSeq: {cseq} ACK\r\nContent-Length: 0\r\n\r\n",
+        invite.headers.get("From").unwrap(),
+        invite.headers.call_id().unwrap(),
+    )
+    .into_bytes()
+}
+
+/// The bug-16 body (tests/data/bugs/16-hold-sendonly.sdp) with its
+/// addresses on loopback and its direction replaced.
+fn bug16_sdp(direction: &str, conn: &str) -> String {
+    include_str!("../../tests/data/bugs/16-hold-sendonly.sdp")
+        .replace("203.0.113.10", conn)
+        .replace("a=sendonly", &format!("a={direction}"))
+}
+
+#[test]
+fn peer_holding_with_sendonly_is_answered_recvonly_then_sendrecv_on_resume_bug16() {
+    let mut p = Pair::new();
+    let (_, incoming) = established(&mut p);
+    let sdp = bug16_sdp("sendonly", "127.0.0.1");
+    let resp = {
+        let req = reinvite_to_b(&p, 3, &sdp);
+        reinvite_and_ack(&mut p, req, 3)
+    };
+    assert!(resp.starts_with("SIP/2.0 200"), "{resp}");
+    assert!(resp.contains("a=recvonly"), "{resp}");
+    assert!(
+        resp.contains("c=IN IP4 127.0.0.2"),
+        "a real address: {resp}"
+    );
+    assert!(
+        resp.contains("m=audio 50000 RTP/AVP 0"),
+        "codec kept: {resp}"
+    );
+    assert!(has(&p.b_events, |e| *e
+        == UaEvent::RemoteHold { call: incoming }));
+    assert_eq!(media_direction(&p.b_events), Some(Direction::RecvOnly));
+    // Variant B: the last line without CRLF.
+    let trimmed = sdp.trim_end().to_string();
+    let resp = {
+        let req = reinvite_to_b(&p, 4, &trimmed);
+        reinvite_and_ack(&mut p, req, 4)
+    };
+    assert!(resp.contains("a=recvonly"), "{resp}");
+    // Resume.
+    let resp = {
+        let req = reinvite_to_b(&p, 5, &bug16_sdp("sendrecv", "127.0.0.1"));
+        reinvite_and_ack(&mut p, req, 5)
+    };
+    assert!(resp.contains("a=sendrecv"), "{resp}");
+    assert!(has(&p.b_events, |e| *e
+        == UaEvent::RemoteResume { call: incoming }));
+    assert_eq!(media_direction(&p.b_events), Some(Direction::SendRecv));
+}
+
+#[test]
+fn peer_holding_with_inactive_or_old_style_c_0_0_0_0_is_a_remote_hold_rfc3264_8_4() {
+    let mut p = Pair::new();
+    let (_, incoming) = established(&mut p);
+    let resp = {
+        let req = reinvite_to_b(&p, 3, &bug16_sdp("inactive", "127.0.0.1"));
+        reinvite_and_ack(&mut p, req, 3)
+    };
+    assert!(resp.contains("a=inactive"), "{resp}");
+    assert_eq!(media_direction(&p.b_events), Some(Direction::Inactive));
+    assert!(has(&p.b_events, |e| *e
+        == UaEvent::RemoteHold { call: incoming }));
+    let resp = {
+        let req = reinvite_to_b(&p, 4, &bug16_sdp("sendrecv", "127.0.0.1"));
+        reinvite_and_ack(&mut p, req, 4)
+    };
+    assert!(resp.contains("a=sendrecv"), "{resp}");
+    p.b_events.clear();
+    // RFC 2543 style: c=0.0.0.0 with sendrecv: we must not send.
+    let resp = {
+        let req = reinvite_to_b(&p, 5, &bug16_sdp("sendrecv", "0.0.0.0"));
+        reinvite_and_ack(&mut p, req, 5)
+    };
+    assert!(resp.starts_with("SIP/2.0 200"), "{resp}");
+    assert!(has(&p.b_events, |e| *e
+        == UaEvent::RemoteHold { call: incoming }));
+    let media = p
+        .b_events
+        .iter()
+        .find_map(|e| match e {
+            UaEvent::Media { media, .. } => Some(media.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(media.remote_rtp, None, "nowhere to send");
+    assert!(!media.direction.sends());
+}
+
+#[test]
+fn offerless_reinvite_gets_an_offer_and_an_ack_without_answer_keeps_the_session_bug13() {
+    let mut p = Pair::new();
+    let (_, incoming) = established(&mut p);
+    let first = nth_body(&p, "b", "SIP/2.0 200", 0);
+    let resp = {
+        let req = reinvite_to_b(&p, 3, "");
+        // No ACK yet: it is sent by hand below, without the answer.
+        response_to(&mut p, req)
+    };
+    assert!(resp.starts_with("SIP/2.0 200"), "{resp}");
+    let offer = resp.split("\r\n\r\n").nth(1).unwrap();
+    assert!(offer.contains("a=sendrecv"), "{offer}");
+    // RFC 3264 §8: a changed SDP (all our codecs now) has the next version.
+    assert_eq!(origin_version(offer), origin_version(&first) + 1);
+    // The ACK comes without the answer (a protocol error): B must not stay
+    // waiting for it, so the next offer is answered, not refused with 491.
+    let ack = ack_to_b(&p, &resp, 3);
+    p.b.handle_datagram(&ack, addr(A), addr(B).ip(), p.now);
+    let resp = {
+        let req = reinvite_to_b(&p, 4, &bug16_sdp("sendonly", "127.0.0.1"));
+        reinvite_and_ack(&mut p, req, 4)
+    };
+    assert!(resp.starts_with("SIP/2.0 200"), "{resp}");
+    assert!(resp.contains("a=recvonly"), "{resp}");
+    assert_eq!(p.b.call_state(incoming), Some(CallState::Confirmed));
+}
+
+#[test]
+fn second_call_rings_while_the_first_is_up_hold_one_answer_the_other_and_switch() {
+    let mut p = Pair::new();
+    let (call1, in1) = established(&mut p);
+    p.b_events.clear();
+    // A second call arrives at B while the first is up.
+    let call2 =
+        p.a.dial(
+            "sip:bob@127.0.0.2:5062",
+            addr(B),
+            media("127.0.0.1", 40002),
+            p.now,
+        )
+        .unwrap();
+    p.settle();
+    let in2 = p.incoming();
+    assert_ne!(in1, in2);
+    assert_eq!(p.b.call_count(), 2);
+    // B holds the first and answers the second.
+    p.b.hold(in1, p.now).unwrap();
+    p.b.answer(in2, media("127.0.0.2", 50002), p.now).unwrap();
+    p.settle();
+    assert!(has(&p.b_events, |e| *e == UaEvent::Held { call: in1 }));
+    assert!(has(&p.b_events, |e| *e == UaEvent::Answered { call: in2 }));
+    assert!(has(&p.a_events, |e| *e == UaEvent::RemoteHold { call: call1 }));
+    assert!(has(&p.a_events, |e| *e == UaEvent::Answered { call: call2 }));
+    assert!(p.b.hold_state(in1).unwrap().local);
+    assert!(!p.b.hold_state(in2).unwrap().local);
+    // Switch: hold the second, resume the first.
+    p.b.hold(in2, p.now).unwrap();
+    p.b.resume(in1, p.now).unwrap();
+    p.settle();
+    assert!(has(&p.b_events, |e| *e == UaEvent::Held { call: in2 }));
+    assert!(has(&p.b_events, |e| *e == UaEvent::Resumed { call: in1 }));
+    assert!(!p.b.hold_state(in1).unwrap().local);
+    assert!(p.b.hold_state(in2).unwrap().local);
+    // Hang up both.
+    p.b.hangup(in1, p.now).unwrap();
+    p.b.hangup(in2, p.now).unwrap();
+    p.settle();
+    assert_eq!(p.a.call_count() + p.b.call_count(), 0);
+}
+
+// ----- blind transfer (RFC 3515, RFC 5589) ------------------------------
+
+const C: &str = "127.0.0.3:5064";
+
+fn transfer_progress(events: &[UaEvent]) -> Vec<crate::ua::TransferProgress> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            UaEvent::Transfer { progress, .. } => Some(progress.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The bodies of the NOTIFYs A sent, in order.
+fn notifies(p: &Pair) -> Vec<(String, String)> {
+    p.raw
+        .iter()
+        .filter(|(f, d)| f == "a" && d.starts_with(b"NOTIFY "))
+        .map(|(_, d)| match parse_datagram(d).unwrap() {
+            SipMessage::Request(r) => (
+                r.headers.get("Subscription-State").unwrap().to_string(),
+                String::from_utf8(r.body).unwrap(),
+            ),
+            _ => unreachable!("a request"),
+        })
+        .collect()
+}
+
+/// A call A→B, B transfers A to Carol; A accepts and dials Carol (who is
+/// simulated by hand). Returns (A's original, B's original, A's new call,
+/// A's INVITE to Carol).
+fn transfer_to_carol(p: &mut Pair) -> (CallHandle, CallHandle, CallHandle, crate::sip::Request) {
+    let (call, incoming) = established(p);
+    p.a_events.clear();
+    p.b_events.clear();
+    p.b.transfer(incoming, "sip:carol@127.0.0.3:5064", p.now)
+        .unwrap();
+    p.settle();
+    let refer = nth_body(p, "b", "REFER ", 0);
+    assert!(refer.is_empty());
+    let refer = p
+        .raw
+        .iter()
+        .find(|(f, d)| f == "b" && d.starts_with(b"REFER "))
+        .map(|(_, d)| String::from_utf8(d.clone()).unwrap())
+        .unwrap();
+    assert!(
+        refer.contains("Refer-To: <sip:carol@127.0.0.3:5064>"),
+        "{refer}"
+    );
+    assert!(refer.contains("Referred-By: "), "{refer}");
+    assert_eq!(p.sent("a", "SIP/2.0 202"), 1);
+    let target = p
+        .a_events
+        .iter()
+        .find_map(|e| match e {
+            UaEvent::TransferRequested {
+                call: c, target, ..
+            } if *c == call => Some(target.clone()),
+            _ => None,
+        })
+        .expect("A was asked to transfer");
+    assert_eq!(target, "sip:carol@127.0.0.3:5064");
+    // The first NOTIFY: 100 Trying, subscription active.
+    let n = notifies(p);
+    assert_eq!(n.len(), 1);
+    assert!(n[0].0.starts_with("active"), "{:?}", n[0]);
+    assert_eq!(n[0].1, "SIP/2.0 100 Trying\r\n");
+    assert_eq!(
+        transfer_progress(&p.b_events),
+        vec![
+            crate::ua::TransferProgress::Accepted,
+            crate::ua::TransferProgress::Trying {
+                status: 100,
+                reason: "Trying".into()
+            }
+        ]
+    );
+    let new_call =
+        p.a.dial_referred(call, &target, addr(C), media("127.0.0.1", 40010), p.now)
+            .unwrap();
+    p.settle();
+    assert!(has(&p.a_events, |e| *e
+        == UaEvent::ReferredCall {
+            call: new_call,
+            original: call,
+            target: target.clone()
+        }));
+    let invite = p
+        .raw
+        .iter()
+        .rev()
+        .find(|(f, d)| f == "a" && d.starts_with(b"INVITE sip:carol@127.0.0.3:5064 "))
+        .map(|(_, d)| match parse_datagram(d).unwrap() {
+            SipMessage::Request(r) => r,
+            _ => unreachable!("a request"),
+        })
+        .expect("A invited Carol");
+    (call, incoming, new_call, invite)
+}
+
+#[test]
+fn blind_transfer_transferee_calls_the_target_and_notifies_then_the_calls_end_rfc3515_rfc5589() {
+    let mut p = Pair::new();
+    let (call, incoming, new_call, invite) = transfer_to_carol(&mut p);
+    let ringing = invite_response(&invite, 180, "carol1", None);
+    p.a.handle_datagram(&ringing, addr(C), addr(A).ip(), p.now);
+    p.settle();
+    let ok = invite_response(&invite, 200, "carol1", Some(answer_sdp(&invite, 60000)));
+    p.a.handle_datagram(&ok, addr(C), addr(A).ip(), p.now);
+    p.settle();
+    assert!(has(&p.a_events, |e| *e == UaEvent::Answered { call: new_call }));
+    let n = notifies(&p);
+    assert_eq!(n.len(), 3, "{n:?}");
+    assert_eq!(n[1].1, "SIP/2.0 180 Ringing\r\n");
+    assert!(n[1].0.starts_with("active"));
+    assert_eq!(n[2].1, "SIP/2.0 200 OK\r\n");
+    assert!(n[2].0.starts_with("terminated"), "{:?}", n[2]);
+    let notify = p
+        .raw
+        .iter()
+        .find(|(f, d)| f == "a" && d.starts_with(b"NOTIFY "))
+        .map(|(_, d)| String::from_utf8(d.clone()).unwrap())
+        .unwrap();
+    assert!(notify.contains("Event: refer;id="), "{notify}");
+    assert!(
+        notify.contains("Content-Type: message/sipfrag;version=2.0"),
+        "{notify}"
+    );
+    // Every NOTIFY was answered 200 by the transferor (after the first
+    // INVITE's 200; the last one answers A's BYE).
+    assert_eq!(p.sent("b", "SIP/2.0 200"), 1 + 3 + 1);
+    assert_eq!(
+        transfer_progress(&p.b_events)[2..],
+        [
+            crate::ua::TransferProgress::Trying {
+                status: 180,
+                reason: "Ringing".into()
+            },
+            crate::ua::TransferProgress::Succeeded {
+                status: 200,
+                reason: "OK".into()
+            }
+        ]
+    );
+    // The original call is over on both sides; the new one is up.
+    assert!(has(
+        &p.b_events,
+        |e| matches!(e, UaEvent::Ended { call: c, .. } if *c == incoming)
+    ));
+    assert!(has(
+        &p.a_events,
+        |e| matches!(e, UaEvent::Ended { call: c, .. } if *c == call)
+    ));
+    assert_eq!(p.a.call_state(new_call), Some(CallState::Confirmed));
+    assert_eq!(p.b.call_count(), 0);
+}
+
+#[test]
+fn a_failed_transfer_is_notified_and_the_original_call_stays_rfc3515_2_4_5() {
+    let mut p = Pair::new();
+    let (call, incoming, new_call, invite) = transfer_to_carol(&mut p);
+    let busy = invite_response(&invite, 486, "carol2", None);
+    p.a.handle_datagram(&busy, addr(C), addr(A).ip(), p.now);
+    p.settle();
+    assert!(matches!(
+        ended(&p.a_events),
+        Some(EndReason::Rejected { status: 486, .. })
+    ));
+    let n = notifies(&p);
+    assert_eq!(n.len(), 2, "{n:?}");
+    assert_eq!(n[1].1, "SIP/2.0 486 Busy Here\r\n");
+    assert!(n[1].0.starts_with("terminated"));
+    assert_eq!(
+        transfer_progress(&p.b_events).last(),
+        Some(&crate::ua::TransferProgress::Failed {
+            status: Some(486),
+            reason: "Busy Here".into()
+        })
+    );
+    assert_eq!(p.a.call_state(call), Some(CallState::Confirmed));
+    assert_eq!(p.b.call_state(incoming), Some(CallState::Confirmed));
+    assert_eq!(p.a.call_state(new_call), None);
+    // The transferor may try again.
+    p.b.transfer(incoming, "sip:dave@127.0.0.3:5064", p.now)
+        .unwrap();
+    p.settle();
+    assert_eq!(p.sent("a", "SIP/2.0 202"), 2);
+}
+
+#[test]
+fn refer_outside_a_dialog_or_without_refer_to_is_refused_rfc3515_2_4_2() {
+    let mut p = Pair::new();
+    let outside = request(
+        "REFER sip:bob@127.0.0.2:5062 SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKref1
+Max-Forwards: 70
+From: <sip:alice@127.0.0.1>;tag=x1
+To: <sip:bob@127.0.0.2>
+Call-ID: refer-outside@127.0.0.1
+CSeq: 1 REFER
+Refer-To: <sip:carol@127.0.0.3>
+Content-Length: 0
+
+",
+    );
+    let resp = response_to(&mut p, outside);
+    assert!(resp.starts_with("SIP/2.0 403"), "{resp}");
+    let (_, incoming) = established(&mut p);
+    let invite = sent_invite(&p);
+    let to_tag = p
+        .raw
+        .iter()
+        .find(|(f, d)| f == "b" && d.starts_with(b"SIP/2.0 200"))
+        .and_then(|(_, d)| match parse_datagram(d).ok()? {
+            SipMessage::Response(r) => r.headers.to_addr().ok()?.tag().map(str::to_string),
+            _ => None,
+        })
+        .unwrap();
+    let refer = |cseq: u32, refer_to: &str| {
+        format!(
+            "REFER sip:bob@127.0.0.2:5062 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKref{cseq}\r\nMax-Forwards: 70\r\nFrom: {}\r\nTo: <sip:bob@127.0.0.2:5062>;tag={to_tag}\r\nCall-ID: {}\r\nCSeq: {cseq} REFER\r\n{refer_to}Content-Length: 0\r\n\r\n",
+            invite.headers.get("From").unwrap(),
+            invite.headers.call_id().unwrap(),
+        )
+        .into_bytes()
+    };
+    let resp = response_to(&mut p, refer(2, ""));
+    assert!(resp.starts_with("SIP/2.0 400"), "{resp}");
+    let resp = response_to(&mut p, refer(3, "Refer-To: <mailto:carol@example.com>\r\n"));
+    assert!(resp.starts_with("SIP/2.0 400"), "{resp}");
+    // The compact form `r` is Refer-To (RFC 3515 §2.1).
+    // The 202, then the first NOTIFY.
+    p.b.handle_datagram(
+        &refer(4, "r: <sip:carol@127.0.0.3:5064>\r\n"),
+        addr(A),
+        addr(B).ip(),
+        p.now,
+    );
+    let mut sent = Vec::new();
+    while let Some(o) = p.b.poll_output() {
+        match o {
+            UaOutput::Transmit(t) => sent.push(String::from_utf8(t.payload).unwrap()),
+            UaOutput::Event(e) => p.b_events.push(e),
+        }
+    }
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert!(sent[0].starts_with("SIP/2.0 202 Accepted"), "{}", sent[0]);
+    assert!(sent[1].starts_with("NOTIFY "), "{}", sent[1]);
+    assert!(sent[1].contains("Event: refer;id=4\r\n"), "{}", sent[1]);
+    assert!(has(&p.b_events, |e| matches!(
+        e,
+        UaEvent::TransferRequested { call, target, .. }
+            if *call == incoming && target == "sip:carol@127.0.0.3:5064"
+    )));
+}
+
+#[test]
+fn notify_for_an_unknown_dialog_gets_481_rfc6665_4_1_3() {
+    let mut p = Pair::new();
+    let notify = request(
+        "NOTIFY sip:bob@127.0.0.2:5062 SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKnot1
+Max-Forwards: 70
+From: <sip:alice@127.0.0.1>;tag=x1
+To: <sip:bob@127.0.0.2>;tag=y1
+Call-ID: notify-unknown@127.0.0.1
+CSeq: 1 NOTIFY
+Event: refer
+Subscription-State: terminated
+Content-Type: message/sipfrag
+Content-Length: 16
+
+SIP/2.0 200 OK
+",
+    );
+    let resp = response_to(&mut p, notify);
+    assert!(resp.starts_with("SIP/2.0 481"), "{resp}");
+}
+
+#[test]
+fn a_late_retransmitted_2xx_to_our_reinvite_gets_the_reinvites_ack_rfc3261_13_2_2_4() {
+    let mut p = Pair::new();
+    let (call, _) = established(&mut p);
+    p.a.hold(call, p.now).unwrap();
+    p.settle();
+    let ok = p
+        .raw
+        .iter()
+        .filter(|(f, d)| f == "b" && d.starts_with(b"SIP/2.0 200"))
+        .nth(1)
+        .map(|(_, d)| d.clone())
+        .expect("B answered the re-INVITE");
+    // Long after the client transaction ended (Timer M), the 2xx again.
+    p.run_for(Duration::from_secs(40));
+    let before = p.sent("a", "ACK ");
+    p.a.handle_datagram(&ok, addr(B), addr(A).ip(), p.now);
+    let mut acks = Vec::new();
+    while let Some(o) = p.a.poll_output() {
+        if let UaOutput::Transmit(t) = o
+            && t.payload.starts_with(b"ACK ")
+        {
+            acks.push(String::from_utf8(t.payload).unwrap());
+        }
+    }
+    assert_eq!(acks.len(), 1, "{before} {acks:?}");
+    assert!(acks[0].contains("CSeq: 2 ACK"), "{}", acks[0]);
+}
+
+#[test]
+fn a_challenged_refer_is_sent_again_with_credentials_rfc3261_22_2() {
+    let mut p = Pair::new();
+    let (call, incoming) = established(&mut p);
+    p.a.set_credentials(Some(crate::ua::digest::Credentials::new("alice", "secret")));
+    p.a.transfer(call, "sip:carol@127.0.0.3:5064", p.now)
+        .unwrap();
+    let refer = take_a_request(&mut p, "REFER ");
+    let mut challenge = crate::transaction::make_response(&refer, 401, None);
+    challenge.headers.push(
+        "WWW-Authenticate",
+        "Digest realm=\"example.com\", nonce=\"r1\", algorithm=MD5",
+    );
+    p.a.handle_datagram(&challenge.to_bytes(), addr(B), addr(A).ip(), p.now);
+    let retry = take_a_request(&mut p, "REFER ");
+    assert!(retry.headers.get("Authorization").is_some());
+    assert_eq!(
+        retry.headers.get("Refer-To"),
+        Some("<sip:carol@127.0.0.3:5064>")
+    );
+    assert_eq!(
+        retry.headers.cseq().unwrap().seq,
+        refer.headers.cseq().unwrap().seq + 1
+    );
+    assert!(
+        transfer_progress(&p.a_events).is_empty(),
+        "no failure reported"
+    );
+    p.b.handle_datagram(&retry.to_bytes(), addr(A), addr(B).ip(), p.now);
+    p.settle();
+    assert_eq!(
+        transfer_progress(&p.a_events).first(),
+        Some(&crate::ua::TransferProgress::Accepted)
+    );
+    assert!(has(&p.b_events, |e| matches!(
+        e,
+        UaEvent::TransferRequested { call, .. } if *call == incoming
     )));
 }
