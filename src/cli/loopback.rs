@@ -61,6 +61,8 @@ const DRIFT_HORIZON_MARGIN: Duration = Duration::from_secs(10);
 /// What one side sent or heard, with the instant of each frame.
 #[derive(Debug, Default)]
 pub struct Recording {
+    /// Sample rate, from the frame size (frames are `PTIME` long).
+    pub rate: u32,
     pub samples: Vec<i16>,
     /// Instant of the media tick of each frame, in order.
     pub frame_times: Vec<Instant>,
@@ -68,6 +70,9 @@ pub struct Recording {
 
 impl Recording {
     fn push(&mut self, pcm: &[i16]) {
+        if self.rate == 0 {
+            self.rate = frame_rate(pcm.len());
+        }
         self.samples.extend_from_slice(pcm);
         self.frame_times.push(Instant::now());
     }
@@ -89,21 +94,32 @@ type Shared = Arc<Mutex<Recording>>;
 fn snapshot(r: &Shared) -> Recording {
     r.lock()
         .map(|r| Recording {
+            rate: r.rate,
             samples: r.samples.clone(),
             frame_times: r.frame_times.clone(),
         })
         .unwrap_or_default()
 }
 
-/// A source of the test signal that keeps what it sent.
+/// The sample rate of `PTIME` frames of `samples` samples.
+fn frame_rate(samples: usize) -> u32 {
+    u32::try_from(samples as u128 * 1000 / PTIME.as_millis()).unwrap_or(u32::MAX)
+}
+
+/// A source of the test signal that keeps what it sent. The signal is made
+/// at the rate the call's audio runs at, seen from the first frame's size.
 struct SignalSource {
-    signal: ChirpSequence,
+    seed: u64,
+    signal: Option<ChirpSequence>,
     sent: Shared,
 }
 
 impl AudioSource for SignalSource {
     fn read_frame(&mut self, out: &mut [i16]) {
-        self.signal.fill(out);
+        let seed = self.seed;
+        self.signal
+            .get_or_insert_with(|| ChirpSequence::new(seed, AMPLITUDE, frame_rate(out.len())))
+            .fill(out);
         if let Ok(mut r) = self.sent.lock() {
             r.push(out);
         }
@@ -314,16 +330,11 @@ async fn relay(
     (forward.stats(), backward.stats())
 }
 
-fn endpoint(
-    signal: u64,
-    rate: u32,
-    sent: Shared,
-    heard: Shared,
-    next: Option<Box<dyn AudioSink>>,
-) -> MediaIo {
+fn endpoint(signal: u64, sent: Shared, heard: Shared, next: Option<Box<dyn AudioSink>>) -> MediaIo {
     MediaIo {
         source: Box::new(SignalSource {
-            signal: ChirpSequence::new(signal, AMPLITUDE, rate),
+            seed: signal,
+            signal: None,
             sent,
         }),
         sink: Box::new(CaptureSink { heard, next }),
@@ -337,7 +348,6 @@ struct Direction<'a> {
     sender: &'a MediaStats,
     receiver: &'a MediaStats,
     network: NetemStats,
-    rate: u32,
     net: &'a NetemConfig,
     codec: CodecKind,
 }
@@ -355,7 +365,7 @@ fn signed_ms(a: Instant, b: Instant) -> f64 {
 }
 
 fn analyse(d: Direction<'_>) -> DirectionReport {
-    let rate = f64::from(d.rate);
+    let rate = f64::from(d.sent.rate.max(1));
     let max_delay = (search_bound(d.net).as_secs_f64() * rate) as usize;
     let heard = &d.heard.samples;
     let sent = &d.sent.samples;
@@ -547,7 +557,6 @@ pub async fn run(args: LoopbackArgs, emit: Emitter) -> Exit {
             &target,
             endpoint(
                 CALLER_SIGNAL,
-                rate,
                 caller_sent.clone(),
                 caller_heard.clone(),
                 None,
@@ -574,7 +583,7 @@ pub async fn run(args: LoopbackArgs, emit: Emitter) -> Exit {
         tokio::select! {
             Some(ev) = callee_events.recv() => match ev {
                 PhoneEvent::Ua(UaEvent::IncomingCall { call, .. }) => {
-                    let io = endpoint(CALLEE_SIGNAL, rate, callee_sent.clone(), callee_heard.clone(), speaker.take());
+                    let io = endpoint(CALLEE_SIGNAL, callee_sent.clone(), callee_heard.clone(), speaker.take());
                     if let Err(e) = callee.answer(call, io).await {
                         tracing::error!("callee cannot answer: {e}");
                     }
@@ -631,7 +640,6 @@ pub async fn run(args: LoopbackArgs, emit: Emitter) -> Exit {
         sender: &a,
         receiver: &b,
         network: forward_net,
-        rate,
         net: &forward_cfg,
         codec,
     });
@@ -641,7 +649,6 @@ pub async fn run(args: LoopbackArgs, emit: Emitter) -> Exit {
         sender: &b,
         receiver: &a,
         network: backward_net,
-        rate,
         net: &backward_cfg,
         codec,
     });
