@@ -392,8 +392,11 @@ fn analyse(d: Direction<'_>) -> DirectionReport {
     let (sent_dbfs, received_dbfs) = match whole {
         Some(m) => {
             let lag = m.delay_samples.round().max(0.0) as usize;
-            let sent_part =
-                &sent[(max_delay - lag).min(sent.len())..(heard.len() - lag).min(sent.len())];
+            // The sent samples the analysed window matched (the peak may sit
+            // half a sample beyond the delays searched).
+            let end = heard.len().saturating_sub(lag).min(sent.len());
+            let start = max_delay.saturating_sub(lag).min(end);
+            let sent_part = &sent[start..end];
             (
                 Some(rms_dbfs(sent_part)),
                 Some(rms_dbfs(&heard[max_delay..])),
@@ -807,4 +810,132 @@ fn human_report(r: &Report) -> String {
         "result: FAIL"
     });
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn args(extra: &[&str]) -> LoopbackArgs {
+        let mut argv = vec!["sipline", "loopback"];
+        argv.extend_from_slice(extra);
+        match super::super::args::Cli::parse_from(argv).command {
+            super::super::args::Command::Loopback(a) => a,
+            _ => panic!("loopback command"),
+        }
+    }
+
+    /// A recording of `samples` in 20 ms frames whose ticks were due from
+    /// `start`, every odd one firing `late` after its time.
+    fn recording(samples: Vec<i16>, start: Instant, late: Duration) -> Recording {
+        let frames = samples.len() / 160;
+        Recording {
+            rate: 8000,
+            samples,
+            frame_times: (0..frames as u32)
+                .map(|k| start + PTIME * k + late * (k % 2))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn caller_drift_speeds_one_direction_and_slows_the_other() {
+        let (forward, backward) = netem_configs(&args(&["--drift", "0.1", "--seed", "9"]), 9);
+        assert!((forward.drift - 0.001).abs() < 1e-12);
+        assert!((backward.drift - (1.0 / 1.001 - 1.0)).abs() < 1e-12);
+        assert_ne!(forward.seed, backward.seed, "directions lose independently");
+        assert_eq!(forward.drift_horizon, Duration::from_secs(13));
+        // The fast direction's head start widens the search.
+        assert!(search_bound(&forward) > search_bound(&backward));
+        assert!(netem_configs(&args(&[]), 1).0.is_transparent());
+    }
+
+    #[test]
+    fn analysis_adds_the_tick_offset_between_the_sides_to_the_signal_delay() {
+        let t0 = Instant::now();
+        let mut sent = vec![0; 8000 * 3];
+        ChirpSequence::new(CALLER_SIGNAL, AMPLITUDE, 8000).fill(&mut sent);
+        // Heard 400 samples (50 ms) later, by a side whose ticks are 7 ms
+        // behind the sender's and sometimes fire 3 ms late (which does not
+        // move when they were due).
+        let mut heard = vec![0; 400];
+        heard.extend_from_slice(&sent[..sent.len() - 400]);
+        let sent = recording(sent, t0, Duration::ZERO);
+        let heard = recording(
+            heard,
+            t0 + Duration::from_millis(7),
+            Duration::from_millis(3),
+        );
+        let receiver = MediaStats {
+            packets_received: 150,
+            packets_lost: 0,
+            ..MediaStats::default()
+        };
+        let net = NetemConfig::default();
+        let report = analyse(Direction {
+            sent: &sent,
+            heard: &heard,
+            sender: &MediaStats::default(),
+            receiver: &receiver,
+            network: NetemStats::default(),
+            net: &net,
+            codec: CodecKind::Pcmu,
+        });
+        let delay = report.delay_ms.expect("signal found");
+        assert!((delay - 57.0).abs() < 0.2, "{report:?}");
+        for edge in [report.delay_start_ms, report.delay_end_ms] {
+            assert!((edge.expect("found") - 57.0).abs() < 0.2, "{report:?}");
+        }
+        assert!(report.signal_ok);
+        assert!(report.match_score.expect("score") > 0.99);
+        let mos = report.mos.expect("MOS");
+        assert!(mos > 4.3 && mos < 4.5, "{mos}");
+    }
+
+    #[test]
+    fn silence_received_fails_the_signal_check_and_min_mos_needs_a_mos() {
+        let t0 = Instant::now();
+        let mut sent = vec![0; 8000 * 2];
+        ChirpSequence::new(CALLER_SIGNAL, AMPLITUDE, 8000).fill(&mut sent);
+        let sent = recording(sent, t0, Duration::ZERO);
+        let heard = recording(vec![0; 8000 * 2], t0, Duration::ZERO);
+        let net = NetemConfig::default();
+        let nothing = MediaStats::default();
+        let direction = || Direction {
+            sent: &sent,
+            heard: &heard,
+            sender: &nothing,
+            receiver: &nothing,
+            network: NetemStats::default(),
+            net: &net,
+            codec: CodecKind::Pcmu,
+        };
+        let report = analyse(direction());
+        assert!(!report.signal_ok);
+        assert_eq!((report.delay_ms, report.mos), (None, None));
+        let a = args(&["--min-mos", "3"]);
+        let network = NetworkReport {
+            loss_percent: 0.0,
+            loss_burst: None,
+            jitter_ms: 0.0,
+            reorder_percent: 0.0,
+            delay_ms: 0.0,
+            drift_percent: 0.0,
+            seed: 1,
+        };
+        let r = build_report(
+            CodecKind::Pcmu,
+            &a,
+            network,
+            Duration::from_millis(2),
+            report,
+            analyse(direction()),
+            "off".into(),
+        );
+        assert!(!r.pass);
+        assert_eq!(r.failures.len(), 3, "{:?}", r.failures);
+        assert!(r.failures[2].contains("no MOS estimate"));
+        assert!(human_report(&r).ends_with("result: FAIL"));
+    }
 }
