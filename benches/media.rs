@@ -24,7 +24,7 @@ use sipline::media::session::{MediaConfig, MediaSession};
 use sipline::media::signal::ChirpSequence;
 
 /// The codecs benchmarked: adding a codec is one line here.
-const CODECS: &[CodecKind] = &[CodecKind::Pcmu, CodecKind::Pcma];
+const CODECS: &[CodecKind] = &[CodecKind::Pcmu, CodecKind::Pcma, CodecKind::Opus];
 
 const FRAME: Duration = Duration::from_millis(20);
 

@@ -601,3 +601,133 @@ fn dtmf_digits_sent_by_the_caller_are_reported_by_the_callee_rfc4733() {
         .collect();
     assert_eq!(digits, "159#", "exactly those digits, once each");
 }
+
+/// Reads `path` and checks it holds `freq` at the level a 0.5 sine has,
+/// recorded at `rate`.
+fn assert_recording(path: &std::path::Path, rate: u32, freq: f64) {
+    let (_, got_rate) = read_wav(path);
+    assert_eq!(got_rate, rate, "recording rate of {}", path.display());
+    assert_holds_tone(path, freq);
+}
+
+#[test]
+fn opus_call_carries_a_6_khz_tone_end_to_end_at_48_khz() {
+    let dir = tempfile::tempdir().unwrap();
+    let tone = dir.path().join("tone.wav");
+    let out = dir.path().join("out.wav");
+    // 6 kHz cannot cross an 8 kHz path: hearing it proves 48 kHz end to end.
+    write_tone_wav(&tone, 6000.0, 48_000, 1, 4.0, 0.5);
+    let (mut answer, port) = Sipline::answer(&[
+        "--count",
+        "1",
+        "--null-audio",
+        "--record",
+        out.to_str().unwrap(),
+    ]);
+    let uri = format!("sip:test@127.0.0.1:{port}");
+    let mut call = Sipline::spawn(
+        "call",
+        &[
+            "call",
+            &uri,
+            "--bind",
+            "127.0.0.1",
+            "--play",
+            tone.to_str().unwrap(),
+            "--duration",
+            "3",
+            "--null-audio",
+            "--opus-bitrate",
+            "48000",
+        ],
+        &[],
+    );
+    let (code, events) = call.wait_exit(SECS);
+    assert_eq!(code, 0, "{events:?}\n{}", call.stderr());
+    let media = events.iter().find(|e| e["event"] == "media").unwrap();
+    assert_eq!(media["codec"], "opus", "{media}");
+    assert_eq!(media["payload_type"], 96);
+    let (code, events) = answer.wait_exit(SECS);
+    assert_eq!(code, 0, "{events:?}\n{}", answer.stderr());
+    let ended = events.iter().find(|e| e["event"] == "ended").unwrap();
+    assert_eq!(ended["codec"], "opus");
+    assert!(ended["media"]["packets_received"].as_u64().unwrap() >= 140);
+    assert_recording(&out, 48_000, 6000.0);
+}
+
+#[test]
+fn g711_call_between_a_default_side_and_a_pcmu_only_side() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tone_a, tone_b) = (dir.path().join("a.wav"), dir.path().join("b.wav"));
+    let (out_a, out_b) = (dir.path().join("out_a.wav"), dir.path().join("out_b.wav"));
+    write_tone_wav(&tone_a, 1000.0, 8000, 1, 4.0, 0.5);
+    write_tone_wav(&tone_b, 440.0, 8000, 1, 4.0, 0.5);
+    let (mut answer, port) = Sipline::answer(&[
+        "--count",
+        "1",
+        "--null-audio",
+        "--codecs",
+        "pcmu",
+        "--play",
+        tone_b.to_str().unwrap(),
+        "--record",
+        out_b.to_str().unwrap(),
+    ]);
+    let uri = format!("sip:test@127.0.0.1:{port}");
+    let mut call = Sipline::spawn(
+        "call",
+        &[
+            "call",
+            &uri,
+            "--bind",
+            "127.0.0.1",
+            "--play",
+            tone_a.to_str().unwrap(),
+            "--record",
+            out_a.to_str().unwrap(),
+            "--duration",
+            "3",
+            "--null-audio",
+        ],
+        &[],
+    );
+    let (code, events) = call.wait_exit(SECS);
+    assert_eq!(code, 0, "{events:?}\n{}", call.stderr());
+    let media = events.iter().find(|e| e["event"] == "media").unwrap();
+    assert_eq!(media["codec"], "PCMU", "{media}");
+    assert_eq!(answer.wait_exit(SECS).0, 0, "{}", answer.stderr());
+    // The G.711-only side runs at 8 kHz as before; the side that could have
+    // used Opus records at 48 kHz, converted at the edge.
+    assert_recording(&out_b, 8000, 1000.0);
+    assert_recording(&out_a, 48_000, 440.0);
+}
+
+#[test]
+fn loopback_with_opus_passes_its_signal_check() {
+    let mut lb = Sipline::spawn(
+        "loopback",
+        &[
+            "loopback",
+            "--codec",
+            "opus",
+            "--null-audio",
+            "--duration",
+            "2",
+        ],
+        &[],
+    );
+    let (code, events) = lb.wait_exit(SECS);
+    assert_eq!(code, 0, "{events:?}\n{}", lb.stderr());
+    let report = events
+        .iter()
+        .find(|e| e["event"] == "loopback_report")
+        .expect("a report");
+    assert_eq!(report["codec"], "opus");
+    assert_eq!(report["pass"], true);
+    for dir in ["caller_to_callee", "callee_to_caller"] {
+        assert!(
+            report[dir]["match_score"].as_f64().unwrap() > 0.8,
+            "{report}"
+        );
+    }
+}

@@ -63,6 +63,49 @@ fn pcmu_without_impairment_has_mouth_to_ear_delay_under_80_ms_and_mos_above_4_1(
 }
 
 #[test]
+fn opus_without_impairment_has_delay_under_80_ms_and_mos_above_4_0() {
+    let (code, r) = loopback(&["--codec", "opus", "--seed", "1"]);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["codec"], "opus");
+    for dir in DIRECTIONS {
+        let d = &r[dir];
+        let delay = num(d, "delay_ms");
+        assert!((10.0..80.0).contains(&delay), "{dir} delay {delay}: {d}");
+        assert!(num(d, "mos") > 4.0, "{dir}: {d}");
+        assert!(num(d, "match_score") > 0.9, "{dir}: {d}");
+        assert_eq!(num(d, "packets_lost"), 0.0, "{dir}: {d}");
+    }
+}
+
+#[test]
+fn opus_with_5_percent_loss_recovers_frames_by_fec_and_keeps_mos_above_3_5() {
+    let (code, r) = loopback(&[
+        "--codec",
+        "opus",
+        "--loss",
+        "5",
+        "--duration",
+        "6",
+        "--seed",
+        "7",
+    ]);
+    assert_eq!(code, 0, "{r}");
+    let mut recovered = 0.0;
+    for dir in DIRECTIONS {
+        let d = &r[dir];
+        assert!(num(d, "mos") > 3.5, "{dir}: {d}");
+        assert!(num(d, "packets_lost") > 0.0, "{dir}: {d}");
+        // FEC makes the effective loss lower than the network's.
+        assert!(
+            num(d, "effective_loss_percent") <= num(d, "loss_percent"),
+            "{dir}: {d}"
+        );
+        recovered += num(d, "fec_recovered");
+    }
+    assert!(recovered > 0.0, "in-band FEC recovered frames: {r}");
+}
+
+#[test]
 fn jitter_40_reorder_5_loses_no_frame_to_late_arrival_and_buffers_under_120_ms() {
     let (code, r) = loopback(&[
         "--jitter",

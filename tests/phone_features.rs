@@ -99,6 +99,7 @@ impl TestPhone {
             codecs: vec![CodecKind::Pcmu],
             rtp_timeout: None,
             jitter_buffer: Default::default(),
+            opus: Default::default(),
             rtcp: Default::default(),
         };
         let (phone, rx) = Phone::start(cfg).await.expect("phone starts");

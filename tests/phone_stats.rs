@@ -28,6 +28,7 @@ fn config(user: &str, seed: u64) -> PhoneConfig {
         codecs: vec![CodecKind::Pcmu],
         rtp_timeout: None,
         jitter_buffer: Default::default(),
+        opus: Default::default(),
         rtcp: RtcpOptions {
             min_interval: Duration::from_millis(100),
             mux: true,

@@ -26,12 +26,6 @@ pub async fn run(args: AnswerArgs, emit: Emitter) -> Exit {
         Ok(a) => a,
         Err(e) => return e,
     };
-    // Check --play, --record and the devices now rather than at the first
-    // call (the recording is created again for each call).
-    if let Err(e) = check_io(&args.common, AudioFormat::NARROWBAND) {
-        tracing::error!("{e}");
-        return Exit::Audio;
-    }
     let cfg = match &acct {
         Some(a) => phone_config_for(
             args.common.bind,
@@ -46,8 +40,17 @@ pub async fn run(args: AnswerArgs, emit: Emitter) -> Exit {
         rtp_timeout: super::rtp_timeout(args.common.rtp_timeout),
         rtcp: super::rtcp_options(&args.common),
         jitter_buffer: args.common.jitter_buffer,
+        opus: args.common.opus(),
         ..cfg
     };
+    // Calls carry audio at 48 kHz when Opus may be used, else 8 kHz.
+    let format = AudioFormat::for_codecs(&cfg.codecs);
+    // Check --play, --record and the devices now rather than at the first
+    // call (the recording is created again for each call).
+    if let Err(e) = check_io(&args.common, format) {
+        tracing::error!("{e}");
+        return Exit::Audio;
+    }
     let (phone, mut events) = match Phone::start(cfg).await {
         Ok(p) => p,
         Err(e) => {
@@ -168,7 +171,7 @@ pub async fn run(args: AnswerArgs, emit: Emitter) -> Exit {
                     answered += 1;
                     let mut common = args.common.clone();
                     common.record = common.record.map(|p| numbered(&p, answered));
-                    match open_io(&common, AudioFormat::NARROWBAND) {
+                    match open_io(&common, format) {
                         Ok(io) => {
                             if let Err(e) = phone.answer(call, io).await {
                                 // e.g. no RTP socket: refuse rather than ring forever.

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use super::config::AccountArgs;
+use crate::media::codec::opus::OpusConfig;
 use crate::media::jitter::JitterConfig;
 
 /// sipline: a SIP softphone for the terminal.
@@ -73,9 +74,18 @@ pub struct CommonArgs {
     /// Playback device by name (default: the system default).
     #[arg(long, value_name = "NAME")]
     pub output_device: Option<String>,
-    /// Codecs in order of preference.
-    #[arg(long, value_delimiter = ',', default_value = "pcmu,pcma")]
+    /// Codecs in order of preference [default: the account's `codecs`, else
+    /// opus,pcmu,pcma]. With opus in the list, call audio runs at 48 kHz.
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
     pub codecs: Vec<CodecArg>,
+    /// Opus target bitrate in bit/s (500-512000).
+    #[arg(long, value_name = "BPS", default_value_t = OpusConfig::default().bitrate,
+          value_parser = clap::value_parser!(u32).range(500..=512_000))]
+    pub opus_bitrate: u32,
+    /// Opus encoder complexity, 0 (cheapest) to 10 (best).
+    #[arg(long, value_name = "0-10", default_value_t = OpusConfig::default().complexity,
+          value_parser = clap::value_parser!(u8).range(0..=10))]
+    pub opus_complexity: u8,
     /// Hang up this many seconds after the answer.
     #[arg(long, value_name = "SECS", value_parser = seconds)]
     pub duration: Option<f64>,
@@ -226,8 +236,23 @@ fn mos_value(s: &str) -> Result<f64, String> {
 /// Codec names on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum CodecArg {
+    Opus,
     Pcmu,
     Pcma,
+}
+
+/// The codec order when neither `--codecs` nor the account says.
+pub const DEFAULT_CODECS: [CodecArg; 3] = [CodecArg::Opus, CodecArg::Pcmu, CodecArg::Pcma];
+
+impl CommonArgs {
+    /// The Opus settings of `--opus-bitrate` and `--opus-complexity`.
+    pub fn opus(&self) -> OpusConfig {
+        OpusConfig {
+            bitrate: self.opus_bitrate,
+            complexity: self.opus_complexity,
+            ..OpusConfig::default()
+        }
+    }
 }
 
 impl From<CodecArg> for crate::media::codec::CodecKind {
@@ -235,6 +260,7 @@ impl From<CodecArg> for crate::media::codec::CodecKind {
         match c {
             CodecArg::Pcmu => crate::media::codec::CodecKind::Pcmu,
             CodecArg::Pcma => crate::media::codec::CodecKind::Pcma,
+            CodecArg::Opus => crate::media::codec::CodecKind::Opus,
         }
     }
 }
@@ -330,6 +356,52 @@ mod tests {
             assert!(seconds(bad).is_err(), "{bad}");
         }
         assert!(loopback_seconds("0").is_err());
+    }
+
+    #[test]
+    fn codec_and_opus_options_parse_and_are_bounded() {
+        let cli = Cli::try_parse_from([
+            "sipline",
+            "call",
+            "sip:a@127.0.0.1",
+            "--codecs",
+            "pcma,opus",
+            "--opus-bitrate",
+            "24000",
+            "--opus-complexity",
+            "3",
+        ])
+        .expect("valid options");
+        let Command::Call(call) = cli.command else {
+            panic!("call command")
+        };
+        assert_eq!(call.common.codecs, vec![CodecArg::Pcma, CodecArg::Opus]);
+        assert_eq!(
+            (call.common.opus().bitrate, call.common.opus().complexity),
+            (24000, 3)
+        );
+        let defaults = Cli::try_parse_from(["sipline", "answer"]).expect("defaults");
+        let Command::Answer(answer) = defaults.command else {
+            panic!("answer command")
+        };
+        assert!(
+            answer.common.codecs.is_empty(),
+            "no --codecs: account or default order"
+        );
+        assert_eq!(answer.common.opus(), OpusConfig::default());
+        for bad in [
+            ["--opus-complexity", "11"],
+            ["--opus-bitrate", "100"],
+            ["--codecs", "g729"],
+        ] {
+            let mut argv = vec!["sipline", "answer"];
+            argv.extend(bad);
+            assert!(Cli::try_parse_from(argv).is_err(), "{bad:?}");
+        }
+        assert!(
+            Cli::try_parse_from(["sipline", "loopback", "--codec", "opus"]).is_ok(),
+            "loopback --codec opus"
+        );
     }
 
     #[test]

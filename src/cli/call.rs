@@ -36,12 +36,14 @@ pub async fn run(args: CallArgs, emit: Emitter) -> Exit {
         rtp_timeout: super::rtp_timeout(args.common.rtp_timeout),
         rtcp: super::rtcp_options(&args.common),
         jitter_buffer: args.common.jitter_buffer,
+        opus: args.common.opus(),
         ..cfg
     };
     if args.from.is_some() {
         cfg.ua.from = args.from.clone();
     }
-    let io = match open_io(&args.common, AudioFormat::NARROWBAND) {
+    // Calls carry audio at 48 kHz when Opus may be used, else 8 kHz.
+    let io = match open_io(&args.common, AudioFormat::for_codecs(&cfg.codecs)) {
         Ok(io) => io,
         Err(e) => {
             tracing::error!("{e}");

@@ -27,7 +27,7 @@
 //! ```toml
 //! [defaults]
 //! account = "alice"             # used when neither --account nor --aor is given
-//! codecs = ["pcmu", "pcma"]     # for accounts without their own `codecs`
+//! codecs = ["opus", "pcmu", "pcma"]  # for accounts without their own `codecs`
 //! expires = 600                 # for accounts without their own `expires`
 //!
 //! [contacts]                    # nickname = URI
@@ -248,7 +248,7 @@ pub enum FieldProblem {
     Zero,
     #[error("transport {value:?} is not supported (only \"udp\")")]
     UnsupportedTransport { value: String },
-    #[error("unknown codec {value:?} (known: pcmu, pcma)")]
+    #[error("unknown codec {value:?} (known: opus, pcmu, pcma)")]
     UnknownCodec { value: String },
     #[error("must not be empty")]
     Empty,

@@ -28,6 +28,7 @@ use crate::media::audio::{
     AudioError, AudioFormat, AudioSink, AudioSource, DeviceChoice, open_playback_detailed,
 };
 use crate::media::codec::CodecKind;
+use crate::media::codec::opus::OpusConfig;
 use crate::media::netem::{MAX_HOLD, Netem, NetemConfig, NetemStats};
 use crate::media::quality;
 use crate::media::session::MediaStats;
@@ -198,7 +199,10 @@ pub struct DirectionReport {
     pub duplicates: u64,
     /// Frames the decoder concealed (PLC).
     pub concealed_frames: u64,
-    /// Loss the E-model is given: lost and late packets over expected, in percent.
+    /// Lost frames rebuilt from the next packet's in-band FEC (Opus).
+    pub fec_recovered: u64,
+    /// Loss the E-model is given: lost and late packets not recovered by
+    /// FEC, over expected, in percent.
     pub effective_loss_percent: f64,
     /// RFC 3550 §A.8 interarrival jitter seen by the receiver, in ms.
     pub jitter_ms: f64,
@@ -249,6 +253,7 @@ fn phone_config(codec: CodecKind, seed: u64) -> PhoneConfig {
             route: Vec::new(),
         },
         codecs: vec![codec],
+        opus: OpusConfig::default(),
         rtp_timeout: None,
         rtcp: Default::default(),
         jitter_buffer: Default::default(),
@@ -415,7 +420,7 @@ fn analyse(d: Direction<'_>) -> DirectionReport {
             100.0 * n as f64 / expected as f64
         }
     };
-    let effective_loss_percent = percent(r.packets_lost + r.late);
+    let effective_loss_percent = percent((r.packets_lost + r.late).saturating_sub(r.fec_recovered));
     let signal_ok = whole.is_some_and(|m| m.score >= MIN_MATCH)
         && matches!((sent_dbfs, received_dbfs), (Some(s), Some(h)) if (s - h).abs() <= LEVEL_TOLERANCE_DB);
     DirectionReport {
@@ -436,6 +441,7 @@ fn analyse(d: Direction<'_>) -> DirectionReport {
         late_packets: r.late,
         duplicates: r.duplicates,
         concealed_frames: r.concealed_frames,
+        fec_recovered: r.fec_recovered,
         effective_loss_percent,
         jitter_ms: r.jitter_ms,
         network_dropped: d.network.dropped,
@@ -480,8 +486,8 @@ fn estimate_mos(
 
 pub async fn run(args: LoopbackArgs, emit: Emitter) -> Exit {
     let codec: CodecKind = args.codec.into();
-    let rate = codec.clock_rate();
-    let format = AudioFormat::with_ptime(rate, PTIME.as_millis() as u32);
+    // The rate the phones run their audio at (48 kHz for Opus).
+    let format = AudioFormat::for_codecs(&[codec]);
     let seed = args.seed.unwrap_or_else(random_seed);
     let (forward_cfg, backward_cfg) = netem_configs(&args, seed);
     let (forward, backward) = match (
@@ -753,7 +759,7 @@ fn human_direction(name: &str, d: &DirectionReport) -> String {
          jitter buffer       {:.1} ms at the end (target {:.1} ms; grew {} frames, shrank {})\n    \
          packets             sent {}, received {}, lost {} ({:.1} %), late {}, duplicates {}\n    \
          network emulator    dropped {}, reordered {}\n    \
-         concealed frames    {} (effective loss {:.1} %)\n    \
+         concealed frames    {}, recovered by FEC {} (effective loss {:.1} %)\n    \
          jitter (RFC 3550)   {:.1} ms\n    \
          signal              match {}, sent {} dBFS, heard {} dBFS over {:.1} s: {}\n    \
          MOS (E-model)       {}",
@@ -776,6 +782,7 @@ fn human_direction(name: &str, d: &DirectionReport) -> String {
         d.network_dropped,
         d.network_reordered,
         d.concealed_frames,
+        d.fec_recovered,
         d.effective_loss_percent,
         d.jitter_ms,
         d.match_score.map_or("none".into(), |s| format!("{s:.2}")),

@@ -43,6 +43,7 @@ pub fn user_agent() -> String {
 pub fn phone_config(args: &CommonArgs, default_port: u16) -> PhoneConfig {
     let mut cfg = phone_config_for(args.bind, args.local_port, default_port, None, &args.codecs);
     cfg.ua.user = args.user.clone();
+    cfg.opus = args.opus();
     cfg.rtp_timeout = rtp_timeout(args.rtp_timeout);
     cfg.rtcp = rtcp_options(args);
     cfg.jitter_buffer = args.jitter_buffer;
@@ -51,7 +52,8 @@ pub fn phone_config(args: &CommonArgs, default_port: u16) -> PhoneConfig {
 
 /// Phone settings for an optional account: its AOR user in our Contact,
 /// its AOR as From, its outbound proxy as the route of new requests, and
-/// its codec preference.
+/// its codec preference. `codecs` (from `--codecs`) wins when not empty,
+/// then the account's, then [`args::DEFAULT_CODECS`].
 pub fn phone_config_for(
     bind: Option<IpAddr>,
     local_port: Option<u16>,
@@ -61,9 +63,9 @@ pub fn phone_config_for(
 ) -> PhoneConfig {
     let ip = bind.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     let codecs: Vec<args::CodecArg> = match account.and_then(|a| a.codecs.clone()) {
-        Some(c) if codecs.is_empty() || codecs == [args::CodecArg::Pcmu, args::CodecArg::Pcma] => c,
-        _ if codecs.is_empty() => vec![args::CodecArg::Pcmu, args::CodecArg::Pcma],
-        _ => codecs.to_vec(),
+        _ if !codecs.is_empty() => codecs.to_vec(),
+        Some(c) if !c.is_empty() => c,
+        _ => args::DEFAULT_CODECS.to_vec(),
     };
     PhoneConfig {
         bind: SocketAddr::new(ip, local_port.unwrap_or(default_port)),
@@ -83,6 +85,7 @@ pub fn phone_config_for(
                 .unwrap_or_default(),
         },
         codecs: codecs.into_iter().map(Into::into).collect(),
+        opus: Default::default(),
         rtp_timeout: Some(std::time::Duration::from_secs(60)),
         rtcp: Default::default(),
         jitter_buffer: Default::default(),
@@ -141,5 +144,46 @@ impl Signals {
 impl Default for Signals {
     fn default() -> Self {
         Signals::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::args::CodecArg;
+    use super::*;
+    use crate::media::codec::CodecKind;
+
+    fn account(codecs: Option<Vec<CodecArg>>) -> config::Account {
+        config::Account {
+            name: "alice".into(),
+            aor: "sip:alice@example.com".into(),
+            username: "alice".into(),
+            realm: None,
+            registrar: "sip:example.com".into(),
+            outbound_proxy: None,
+            transport: config::Transport::default(),
+            expires: 600,
+            codecs,
+            register: true,
+            password: config::PasswordSource::Prompt,
+        }
+    }
+
+    #[test]
+    fn codec_preference_is_flag_then_account_then_opus_pcmu_pcma() {
+        let codecs = |acct: Option<&config::Account>, flag: &[CodecArg]| {
+            phone_config_for(None, None, 0, acct, flag).codecs
+        };
+        let pcma = account(Some(vec![CodecArg::Pcma]));
+        assert_eq!(
+            codecs(None, &[]),
+            [CodecKind::Opus, CodecKind::Pcmu, CodecKind::Pcma]
+        );
+        assert_eq!(codecs(Some(&account(None)), &[]).len(), 3);
+        assert_eq!(codecs(Some(&pcma), &[]), [CodecKind::Pcma]);
+        assert_eq!(
+            codecs(Some(&pcma), &[CodecArg::Opus, CodecArg::Pcmu]),
+            [CodecKind::Opus, CodecKind::Pcmu]
+        );
     }
 }

@@ -25,6 +25,7 @@ use bytes::Bytes;
 use rand::Rng;
 use serde::Serialize;
 
+use super::codec::opus::OpusConfig;
 use super::codec::{CodecKind, Decoder, Encoder};
 use super::dtmf::{BadDigit, DtmfReceiver, DtmfSender};
 use super::jitter::{Frame, JitterBuffer, JitterConfig};
@@ -62,6 +63,9 @@ pub struct MediaConfig {
     pub recv: bool,
     /// Bounds of the adaptive jitter buffer's delay.
     pub jitter: JitterConfig,
+    /// Opus encoder settings (ours, limited by the peer's `a=fmtp`);
+    /// ignored by other codecs.
+    pub opus: OpusConfig,
 }
 
 impl MediaConfig {
@@ -83,10 +87,17 @@ impl MediaConfig {
             send: true,
             recv: true,
             jitter: JitterConfig::default(),
+            opus: OpusConfig::default(),
         }
     }
 
-    /// Samples in one frame: ptime worth at the clock rate (160 for G.711/20 ms).
+    /// Samples of PCM in one frame, at the codec's PCM rate (160 for
+    /// G.711/20 ms, 960 for Opus/20 ms).
+    pub fn pcm_frame_samples(&self) -> usize {
+        (u64::from(self.codec.pcm_rate()) * u64::from(self.ptime_ms) / 1000) as usize
+    }
+
+    /// RTP timestamp units in one frame: ptime worth at the clock rate (160 for G.711/20 ms).
     pub fn frame_samples(&self) -> usize {
         (u64::from(self.clock_rate) * u64::from(self.ptime_ms) / 1000) as usize
     }
@@ -111,8 +122,12 @@ pub struct MediaStats {
     pub bytes_sent: u64,
     /// Payload octets received of the negotiated codec.
     pub bytes_received: u64,
-    /// Frames played as concealment because no packet was due.
+    /// Frames played as concealment because no packet was due (and none
+    /// could be recovered).
     pub concealed_frames: u64,
+    /// Lost frames rebuilt from the next packet's in-band FEC (Opus,
+    /// RFC 7587 §3.3); not counted in `concealed_frames`.
+    pub fec_recovered: u64,
     /// RTCP datagrams received (see `rtcp` for what they said).
     pub rtcp_received: u64,
     /// STUN messages that reached the media session (ignored).
@@ -231,7 +246,7 @@ impl MediaSession {
             sender,
             rtcp,
             rtcp_transmit: VecDeque::new(),
-            encoder: config.codec.new_encoder(),
+            encoder: new_encoder(&config),
             decoder: config.codec.new_decoder(),
             jitter: new_jitter_buffer(&config),
             transmit: VecDeque::new(),
@@ -376,6 +391,11 @@ impl MediaSession {
         }
         self.payload.clear();
         self.encoder.encode(pcm, &mut self.payload);
+        if self.payload.is_empty() {
+            // The codec could not code this frame (wrong size): send nothing.
+            self.sender.skip(samples);
+            return;
+        }
         let datagram =
             self.sender
                 .packetize(&self.payload, samples, std::mem::take(&mut self.talk_spurt));
@@ -434,17 +454,19 @@ impl MediaSession {
 
     /// One frame of audio to play (see [`MediaSession::pull_playback_into`]).
     pub fn pull_playback(&mut self, now: Instant) -> Vec<i16> {
-        let mut out = Vec::with_capacity(self.config.frame_samples());
+        let mut out = Vec::with_capacity(self.config.pcm_frame_samples());
         self.pull_playback_into(now, &mut out);
         out
     }
 
-    /// Appends exactly one frame (`frame_samples`) of audio to play now:
-    /// decoded from the jitter buffer, concealed when the packet is missing
-    /// or the buffer grows, two frames crossfaded into one when it shrinks
-    /// during speech, silence before playout starts or while not receiving.
+    /// Appends exactly one frame (`pcm_frame_samples`) of audio to play now:
+    /// decoded from the jitter buffer; for a missing packet, recovered from
+    /// the next packet's FEC when that one is already here, else concealed;
+    /// concealed too when the buffer grows, two frames crossfaded into one
+    /// when it shrinks during speech; silence before playout starts or while
+    /// not receiving.
     pub fn pull_playback_into(&mut self, now: Instant, out: &mut Vec<i16>) {
-        let samples = self.config.frame_samples();
+        let samples = self.config.pcm_frame_samples();
         let start = out.len();
         match self.jitter.pop(now) {
             Some(frame) if self.config.recv => self.play(frame, samples, out),
@@ -465,8 +487,17 @@ impl MediaSession {
                 self.note_voice(&out[start..]);
             }
             Frame::Missing { .. } => {
-                self.stats.concealed_frames += 1;
-                self.decoder.conceal(samples, out);
+                // RFC 7587 §3.3: the next packet's in-band FEC may rebuild it.
+                let recovered = self
+                    .jitter
+                    .next_payload()
+                    .is_some_and(|next| self.decoder.recover_from_next(next, samples, out));
+                if recovered {
+                    self.stats.fec_recovered += 1;
+                } else {
+                    self.stats.concealed_frames += 1;
+                    self.decoder.conceal(samples, out);
+                }
             }
             Frame::Stretch { .. } => {
                 // In silence the stretch is silence too; during speech it
@@ -499,8 +530,10 @@ impl MediaSession {
     /// hold (`send` false), codec or ptime change. The SSRC stays.
     pub fn update(&mut self, config: MediaConfig) {
         if config.codec != self.config.codec {
-            self.encoder = config.codec.new_encoder();
+            self.encoder = new_encoder(&config);
             self.decoder = config.codec.new_decoder();
+        } else if config.opus != self.config.opus {
+            self.encoder = new_encoder(&config);
         }
         self.rtcp.set_clock_rate(config.clock_rate);
         if config.codec != self.config.codec
@@ -567,6 +600,18 @@ impl MediaSession {
             loss_percent,
         })
     }
+}
+
+/// The encoder for `config`; settings libopus refuses fall back to the
+/// defaults (with a warning) rather than leaving the call mute.
+fn new_encoder(config: &MediaConfig) -> Box<dyn Encoder> {
+    config
+        .codec
+        .encoder_with(&config.opus)
+        .unwrap_or_else(|error| {
+            tracing::warn!(%error, "using the default Opus settings");
+            config.codec.new_encoder()
+        })
 }
 
 fn new_jitter_buffer(config: &MediaConfig) -> JitterBuffer {
@@ -1081,5 +1126,43 @@ mod tests {
     #[test]
     fn clock_drift_minus_0_1_pct_for_two_minutes_keeps_the_buffer_delay() {
         drift_call(-0.001);
+    }
+
+    #[test]
+    fn opus_loss_is_recovered_from_fec_when_the_next_packet_is_buffered() {
+        let t0 = Instant::now();
+        let config = |remote| {
+            let mut c = MediaConfig::new(CodecKind::Opus, remote);
+            c.payload_type = 96;
+            c
+        };
+        let mut tx =
+            MediaSession::new(config(Some(addr(4002))), &mut StdRng::seed_from_u64(20), t0);
+        let mut rx = MediaSession::new(config(None), &mut StdRng::seed_from_u64(21), t0);
+        assert_eq!(tx.config().pcm_frame_samples(), 960);
+        let mut tone = ToneGenerator::new(600.0, 0.5, 48000);
+        let mut frame = [0i16; 960];
+        let mut heard = Vec::new();
+        for i in 0..100u32 {
+            let now = t0 + MS * (20 * i);
+            tone.fill(&mut frame);
+            tx.push_capture(&frame);
+            for (_, d) in drain(&mut tx) {
+                // Packets 40 and 70 are lost on the way.
+                if i != 40 && i != 70 {
+                    rx.handle_datagram(&d, addr(4000), now);
+                }
+            }
+            rx.pull_playback_into(now + MS * 5, &mut heard);
+        }
+        let stats = rx.stats();
+        assert_eq!(stats.packets_lost, 2, "{stats:?}");
+        assert_eq!(stats.fec_recovered, 2, "{stats:?}");
+        assert_eq!(stats.concealed_frames, 0, "{stats:?}");
+        assert_eq!(heard.len(), 100 * 960);
+        let steady = &heard[20 * 960..];
+        let f = dominant_frequency(steady, 48000);
+        assert!((f - 600.0).abs() < 6.0, "heard {f} Hz");
+        assert!(rms_dbfs(steady) > -12.0);
     }
 }

@@ -95,13 +95,19 @@ fn write_accepted(
     local: &LocalMedia,
 ) {
     let choice = accepted.choice;
-    let telephone_event = choice.telephone_event.zip(accepted.events.as_deref());
+    let rate = choice.codec.clock_rate();
+    let telephone_events: Vec<(u8, u32, &str)> = choice
+        .telephone_event
+        .zip(accepted.events.as_deref())
+        .map(|(pt, events)| (pt, rate, events))
+        .into_iter()
+        .collect();
     write::audio_section(
         out,
         &AudioSection {
             port: local.rtp_port,
             codecs: &[(choice.codec, choice.payload_type)],
-            telephone_event,
+            telephone_events: &telephone_events,
             ptime_ms: local.ptime_ms,
             direction: media.direction,
             rtcp_port: write::rtcp_attribute_port(local).filter(|_| !media.rtcp_mux),

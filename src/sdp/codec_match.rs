@@ -50,11 +50,15 @@ fn encoding(audio: &Audio, payload_type: u8) -> Option<(String, u32, Option<u32>
 }
 
 /// Whether an encoding is `codec` (names are case-insensitive, RFC 4855 §3;
-/// `/1` channels is the mono default, RFC 4566 §6).
+/// `/1` channels is the mono default, RFC 4566 §6). Opus is `opus/48000/2`
+/// (RFC 7587 §7); `/1` or no channel count is tolerated, since the stream
+/// is decodable either way.
 fn is_codec(codec: CodecKind, (name, rate, channels): &(String, u32, Option<u32>)) -> bool {
-    name.eq_ignore_ascii_case(codec.encoding_name())
-        && *rate == codec.clock_rate()
-        && channels.is_none_or(|c| c == 1)
+    let channels_ok = match codec {
+        CodecKind::Opus => channels.is_none_or(|c| c == 1 || c == 2),
+        CodecKind::Pcmu | CodecKind::Pcma => channels.is_none_or(|c| c == 1),
+    };
+    name.eq_ignore_ascii_case(codec.encoding_name()) && *rate == codec.clock_rate() && channels_ok
 }
 
 /// The first format in `audio` (its order) that is one of `ours`, with the

@@ -25,6 +25,7 @@ mod write;
 use std::net::{IpAddr, SocketAddr};
 
 use crate::media::codec::CodecKind;
+use crate::media::codec::opus::OpusParams;
 
 pub use answer::create_answer;
 pub use negotiator::{NegState, Negotiator};
@@ -33,8 +34,14 @@ pub use offer::{apply_answer, create_offer};
 /// Default packetization time when the peer sends no `a=ptime` (RFC 3551 §4.5: 20 ms for G.711).
 pub const DEFAULT_PTIME_MS: u32 = 20;
 
-/// Payload type we use for telephone-event in our own offers (RFC 4733 §7.1.1: dynamic).
+/// Payload type we use for telephone-event at 8000 Hz in our own offers (RFC 4733 §7.1.1: dynamic).
 pub const OFFER_TELEPHONE_EVENT_PT: u8 = 101;
+
+/// Payload type we use for telephone-event at 48000 Hz (the Opus clock) in our offers.
+pub const OFFER_TELEPHONE_EVENT_48K_PT: u8 = 97;
+
+/// Payload type we use for Opus in our offers (RFC 7587 §7: dynamic).
+pub const OFFER_OPUS_PT: u8 = 96;
 
 /// Events we can send and receive: DTMF digits, `*`, `#`, A–D and flash (RFC 4733 §3.2).
 pub const TELEPHONE_EVENTS: std::ops::RangeInclusive<u8> = 0..=16;
@@ -135,9 +142,13 @@ pub struct NegotiatedMedia {
     /// telephone-event payload type whose clock rate matches `codec` (RFC 4733 §7.1.1).
     pub telephone_event: Option<u8>,
     /// The packetization the peer wants to receive (its `a=ptime`, default 20).
+    /// Opus is always sent in 20 ms frames (RFC 7587 §7: `a=ptime` is only
+    /// a preference, and any Opus frame size is decodable).
     pub ptime_ms: u32,
     /// OUR direction after negotiation.
     pub direction: Direction,
+    /// The peer's Opus `a=fmtp` parameters when Opus was chosen (RFC 7587 §6.1).
+    pub opus: Option<OpusParams>,
 }
 
 /// A remote media address given as a domain name (RFC 4566 §5.7).
@@ -260,11 +271,22 @@ fn negotiated_media(
         payload_type: choice.payload_type,
         clock_rate: choice.codec.clock_rate(),
         telephone_event: choice.telephone_event,
-        ptime_ms: audio
-            .ptime_ms
-            .filter(|ms| *ms > 0)
-            .unwrap_or(DEFAULT_PTIME_MS),
+        ptime_ms: match choice.codec {
+            CodecKind::Opus => DEFAULT_PTIME_MS,
+            _ => audio
+                .ptime_ms
+                .filter(|ms| *ms > 0)
+                .unwrap_or(DEFAULT_PTIME_MS),
+        },
         direction: effective_remote_direction(audio).answer_to(local_direction),
+        opus: (choice.codec == CodecKind::Opus).then(|| {
+            audio
+                .fmtps
+                .iter()
+                .find(|(pt, _)| *pt == choice.payload_type)
+                .map(|(_, params)| OpusParams::parse(params))
+                .unwrap_or_default()
+        }),
     }
 }
 

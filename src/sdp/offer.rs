@@ -4,14 +4,18 @@ use super::codec_match::{self, Choice};
 use super::tolerant::{self, Audio};
 use super::write::{self, AudioSection};
 use super::{
-    LocalMedia, NegotiatedMedia, OFFER_TELEPHONE_EVENT_PT, Rejection, SdpError, TELEPHONE_EVENTS,
+    LocalMedia, NegotiatedMedia, OFFER_OPUS_PT, OFFER_TELEPHONE_EVENT_48K_PT,
+    OFFER_TELEPHONE_EVENT_PT, Rejection, SdpError, TELEPHONE_EVENTS,
 };
 
 /// Writes an offer with one audio stream (RFC 3264 §5): our codecs in order of
-/// preference, telephone-event 101 (`0-16`) if wanted, `a=ptime`, the
-/// direction, `a=rtcp` when our RTCP port is not the next one (RFC 3605) and
-/// `a=rtcp-mux` if we offer multiplexing (RFC 5761 §5.1.1). A codec list that yields no format gives a disabled stream
-/// (port 0, RFC 3264 §5.1).
+/// preference (Opus on [`OFFER_OPUS_PT`] with its `a=fmtp`, RFC 7587 §7),
+/// telephone-event (`0-16`) at the clock rate of each codec if wanted
+/// (RFC 4733 §7.1.1: 101 at 8000 Hz, [`OFFER_TELEPHONE_EVENT_48K_PT`] at
+/// 48000 Hz), `a=ptime`, the direction, `a=rtcp` when our RTCP port is not
+/// the next one (RFC 3605) and `a=rtcp-mux` if we offer multiplexing
+/// (RFC 5761 §5.1.1). A codec list that yields no
+/// format gives a disabled stream (port 0, RFC 3264 §5.1).
 pub fn create_offer(local: &LocalMedia, session_id: u64, version: u64) -> String {
     let mut out = write::session_header(local.addr, session_id, version);
     let codecs = offered_codecs(local);
@@ -20,12 +24,19 @@ pub fn create_offer(local: &LocalMedia, session_id: u64, version: u64) -> String
         return out;
     }
     let events = format!("{}-{}", TELEPHONE_EVENTS.start(), TELEPHONE_EVENTS.end());
+    let mut telephone_events: Vec<(u8, u32, &str)> = Vec::new();
+    if local.telephone_event {
+        for (codec, _) in &codecs {
+            let rate = codec.clock_rate();
+            if telephone_events.iter().all(|(_, r, _)| *r != rate) {
+                telephone_events.push((telephone_event_pt(rate), rate, events.as_str()));
+            }
+        }
+    }
     let section = AudioSection {
         port: local.rtp_port,
         codecs: &codecs,
-        telephone_event: local
-            .telephone_event
-            .then_some((OFFER_TELEPHONE_EVENT_PT, events.as_str())),
+        telephone_events: &telephone_events,
         ptime_ms: local.ptime_ms,
         direction: local.direction,
         rtcp_port: write::rtcp_attribute_port(local),
@@ -35,14 +46,25 @@ pub fn create_offer(local: &LocalMedia, session_id: u64, version: u64) -> String
     out
 }
 
-/// Our codecs with their payload types. Codecs without a static payload type
-/// are not offered yet (none exist today; a dynamic range would go here).
+/// Our telephone-event payload type at `rate`.
+fn telephone_event_pt(rate: u32) -> u8 {
+    match rate {
+        48_000 => OFFER_TELEPHONE_EVENT_48K_PT,
+        _ => OFFER_TELEPHONE_EVENT_PT,
+    }
+}
+
+/// Our codecs with their payload types: the static ones of RFC 3551 §6, and
+/// [`OFFER_OPUS_PT`] from the dynamic range for Opus. Duplicates are offered once.
 fn offered_codecs(local: &LocalMedia) -> Vec<(super::CodecKind, u8)> {
-    local
-        .codecs
-        .iter()
-        .filter_map(|c| c.static_payload_type().map(|pt| (*c, pt)))
-        .collect()
+    let mut codecs: Vec<(super::CodecKind, u8)> = Vec::new();
+    for c in &local.codecs {
+        let pt = c.static_payload_type().unwrap_or(OFFER_OPUS_PT);
+        if codecs.iter().all(|(known, _)| known != c) {
+            codecs.push((*c, pt));
+        }
+    }
+    codecs
 }
 
 /// Reads the answer to an offer made from `our_offer` (RFC 3264 §7).

@@ -21,12 +21,12 @@ pub(crate) fn session_header(addr: IpAddr, session_id: u64, version: u64) -> Str
     )
 }
 
-/// An accepted audio section: the codec, optional telephone-event with its
-/// events, ptime and direction.
+/// An audio section: the codecs with their payload types, telephone-event
+/// entries (payload type, clock rate, events), ptime and direction.
 pub(crate) struct AudioSection<'a> {
     pub port: u16,
     pub codecs: &'a [(CodecKind, u8)],
-    pub telephone_event: Option<(u8, &'a str)>,
+    pub telephone_events: &'a [(u8, u32, &'a str)],
     pub ptime_ms: u32,
     pub direction: Direction,
     /// `a=rtcp:<port>` (RFC 3605), when RTCP is not on the next port.
@@ -43,6 +43,11 @@ pub(crate) fn rtcp_attribute_port(local: &LocalMedia) -> Option<u16> {
         .filter(|p| Some(*p) != local.rtp_port.checked_add(1))
 }
 
+/// The `a=fmtp` we write for Opus (RFC 7587 §6.1, §7): we use and want
+/// in-band FEC, play and capture fullband, and prefer mono.
+pub(crate) const OPUS_FMTP: &str =
+    "useinbandfec=1; maxplaybackrate=48000; sprop-maxcapturerate=48000; stereo=0; sprop-stereo=0";
+
 /// RFC 4566 §5.14 and §6; every listed payload type gets an `a=rtpmap`
 /// (RFC 3264 §6.1 requires it for dynamic ones; for static ones it is harmless).
 pub(crate) fn audio_section(out: &mut String, section: &AudioSection<'_>) {
@@ -51,7 +56,12 @@ pub(crate) fn audio_section(out: &mut String, section: &AudioSection<'_>) {
         .iter()
         .map(|(_, pt)| pt.to_string())
         .collect();
-    formats.extend(section.telephone_event.map(|(pt, _)| pt.to_string()));
+    formats.extend(
+        section
+            .telephone_events
+            .iter()
+            .map(|(pt, _, _)| pt.to_string()),
+    );
     // Writing into a String cannot fail.
     let _ = write!(
         out,
@@ -62,14 +72,20 @@ pub(crate) fn audio_section(out: &mut String, section: &AudioSection<'_>) {
     for (codec, pt) in section.codecs {
         let _ = write!(
             out,
-            "a=rtpmap:{pt} {}/{}\r\n",
+            "a=rtpmap:{pt} {}/{}",
             codec.encoding_name(),
             codec.clock_rate()
         );
+        if let Some(channels) = codec.rtpmap_channels() {
+            let _ = write!(out, "/{channels}");
+        }
+        out.push_str("\r\n");
+        if *codec == CodecKind::Opus {
+            let _ = write!(out, "a=fmtp:{pt} {OPUS_FMTP}\r\n");
+        }
     }
-    if let Some((pt, events)) = section.telephone_event {
-        // RFC 4733 §7.1.1: the event clock is the audio codec's.
-        let rate = section.codecs.first().map_or(8000, |(c, _)| c.clock_rate());
+    // RFC 4733 §7.1.1: each event entry runs at an audio codec's clock.
+    for (pt, rate, events) in section.telephone_events {
         let _ = write!(
             out,
             "a=rtpmap:{pt} telephone-event/{rate}\r\na=fmtp:{pt} {events}\r\n"

@@ -27,8 +27,10 @@ use super::call::{CallDirection, CallHandle, CallState};
 use super::digest::Credentials;
 use super::hold::HoldState;
 use super::registration::RegistrationConfig;
+use crate::media::audio::{AudioFormat, FrameResampler};
 use crate::media::audio::{AudioSink, AudioSource};
 use crate::media::codec::CodecKind;
+use crate::media::codec::opus::OpusConfig;
 use crate::media::jitter::JitterConfig;
 use crate::media::rtcp::{DEFAULT_MIN_INTERVAL, RtcpConfig, SystemClock, random_cname};
 use crate::media::session::{DtmfError, MediaConfig, MediaSession, MediaStats};
@@ -49,8 +51,11 @@ pub struct PhoneConfig {
     /// Where the SIP socket binds (port 0: any).
     pub bind: SocketAddr,
     pub ua: UaConfig,
-    /// Codecs in order of preference.
+    /// Codecs in order of preference. They also fix the rate of every
+    /// call's audio source and sink ([`AudioFormat::for_codecs`]).
     pub codecs: Vec<CodecKind>,
+    /// Opus encoder settings (bitrate, complexity).
+    pub opus: OpusConfig,
     /// Hang up a call when no RTP has arrived for this long after the
     /// first packet (the peer died); `None` disables it.
     pub rtp_timeout: Option<Duration>,
@@ -309,6 +314,8 @@ impl Phone {
             rtcp: cfg.rtcp,
             pending_transfers: Vec::new(),
             jitter_buffer: cfg.jitter_buffer,
+            audio: AudioFormat::for_codecs(&cfg.codecs),
+            opus: cfg.opus,
             rtp_tap: tap,
         };
         let task = tokio::spawn(driver.run());
@@ -562,6 +569,46 @@ struct CallMedia {
     /// This call was placed for a transfer and took over the audio of
     /// that call; it goes back there if the new call fails.
     took_io_from: Option<CallHandle>,
+    /// Rate conversion when the codec's PCM rate is not the source/sink
+    /// rate (a G.711 call on 48 kHz audio); `None` when they match.
+    edge: Option<RateEdge>,
+}
+
+/// Resampling between a call's audio rate and its codec's PCM rate, at the
+/// edge of the media path (the session only sees the codec's rate).
+struct RateEdge {
+    /// (codec PCM rate, ptime) this edge was made for.
+    key: (u32, u32),
+    capture: FrameResampler,
+    playback: FrameResampler,
+    /// One captured frame at the codec's rate.
+    codec_frame: Vec<i16>,
+    /// One decoded frame at the codec's rate.
+    decoded: Vec<i16>,
+}
+
+impl RateEdge {
+    /// An edge for `config` on audio at `io_rate`, or `None` when the codec
+    /// already runs at that rate.
+    fn for_config(io_rate: u32, config: &MediaConfig) -> Option<RateEdge> {
+        let codec_rate = config.codec.pcm_rate();
+        if codec_rate == io_rate {
+            return None;
+        }
+        let io_frame = AudioFormat::with_ptime(io_rate, config.ptime_ms).frame_samples;
+        let made = FrameResampler::new(io_rate, codec_rate, io_frame).and_then(|capture| {
+            let playback = FrameResampler::new(codec_rate, io_rate, config.pcm_frame_samples())?;
+            Ok(RateEdge {
+                key: (codec_rate, config.ptime_ms),
+                capture,
+                playback,
+                codec_frame: Vec::new(),
+                decoded: Vec::new(),
+            })
+        });
+        made.inspect_err(|e| tracing::warn!("no rate conversion for this call: {e}"))
+            .ok()
+    }
 }
 
 impl Drop for CallMedia {
@@ -595,6 +642,9 @@ struct Driver {
     /// (original call, target).
     pending_transfers: Vec<(CallHandle, String)>,
     jitter_buffer: JitterConfig,
+    /// Rate of every call's audio source and sink.
+    audio: AudioFormat,
+    opus: OpusConfig,
     /// Outgoing media goes here instead of the socket, when set.
     rtp_tap: Option<RtpTap>,
 }
@@ -965,6 +1015,7 @@ impl Driver {
             muted: false,
             negotiated: None,
             took_io_from: None,
+            edge: None,
         }
     }
 
@@ -1042,7 +1093,8 @@ impl Driver {
             let Some(session) = m.session.as_mut() else {
                 continue;
             };
-            let n = session.config().frame_samples();
+            let n =
+                AudioFormat::with_ptime(self.audio.rate, session.config().ptime_ms).frame_samples;
             m.frame.resize(n, 0);
             // RFC 3264 §8.4: a call on hold (either way) neither takes our
             // audio nor plays to our device; another call may use them.
@@ -1055,14 +1107,27 @@ impl Driver {
             } else {
                 m.frame.fill(0);
             }
-            session.push_capture(&m.frame);
-            session.handle_timeout(now);
+            m.playback.clear();
+            match m.edge.as_mut() {
+                Some(edge) => {
+                    edge.codec_frame.clear();
+                    edge.capture.process(&m.frame, &mut edge.codec_frame);
+                    session.push_capture(&edge.codec_frame);
+                    session.handle_timeout(now);
+                    edge.decoded.clear();
+                    session.pull_playback_into(now, &mut edge.decoded);
+                    edge.playback.process(&edge.decoded, &mut m.playback);
+                }
+                None => {
+                    session.push_capture(&m.frame);
+                    session.handle_timeout(now);
+                    session.pull_playback_into(now, &mut m.playback);
+                }
+            }
             if m.io.source.is_finished() && !m.source_finished {
                 m.source_finished = true;
                 let _ = self.events.send(PhoneEvent::SourceFinished { call: *call });
             }
-            m.playback.clear();
-            session.pull_playback_into(now, &mut m.playback);
             if !recv {
                 continue;
             }
@@ -1184,7 +1249,15 @@ impl Driver {
             send: media.direction.sends() && media.remote_rtp.is_some() && !held_by_us,
             recv: media.direction.recvs(),
             jitter: self.jitter_buffer,
+            opus: media
+                .opus
+                .as_ref()
+                .map_or(self.opus, |peer| self.opus.limited_by(peer)),
         };
+        let key = (config.codec.pcm_rate(), config.ptime_ms);
+        if m.edge.as_ref().map(|e| e.key) != Some(key) {
+            m.edge = RateEdge::for_config(self.audio.rate, &config);
+        }
         let _ = m.local_ip;
         match m.session.as_mut() {
             Some(s) => {

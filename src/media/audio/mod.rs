@@ -27,6 +27,7 @@ use std::time::Duration;
 pub use device::{DeviceInfo, DeviceSink, DeviceSource, list_devices};
 pub use error::{AudioError, Direction};
 pub use null::{NullSink, NullSource};
+pub use resample::FrameResampler;
 pub use wav::{WavSink, WavSource};
 
 /// The frames the media engine exchanges with sources and sinks: mono, 16-bit, `rate` Hz,
@@ -44,6 +45,16 @@ impl AudioFormat {
     pub const NARROWBAND: AudioFormat = AudioFormat::with_ptime(8000, 20);
     /// Opus: 48 kHz, 20 ms frames (RFC 7587 §4.1).
     pub const FULLBAND: AudioFormat = AudioFormat::with_ptime(48000, 20);
+
+    /// The format of a call's audio source and sink, chosen before the codec is negotiated:
+    /// [`FULLBAND`](Self::FULLBAND) when Opus may be used, so an Opus call carries 48 kHz
+    /// audio end to end; [`NARROWBAND`](Self::NARROWBAND) for G.711 only, so such calls run
+    /// at 8 kHz exactly as the codec does. A call whose codec runs at another rate is
+    /// converted at the edge with a [`FrameResampler`].
+    pub fn for_codecs(codecs: &[crate::media::codec::CodecKind]) -> AudioFormat {
+        let rate = codecs.iter().map(|c| c.pcm_rate()).max().unwrap_or(8000);
+        AudioFormat::with_ptime(rate, 20)
+    }
 
     /// Frames of `ptime_ms` milliseconds at `rate` Hz.
     pub const fn with_ptime(rate: u32, ptime_ms: u32) -> Self {

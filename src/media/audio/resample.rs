@@ -186,6 +186,59 @@ impl MonoResampler {
     }
 }
 
+/// Converts a steady stream of fixed-size frames from one rate to another, one frame in and
+/// one frame out: the edge between a call's audio source/sink rate and its codec's PCM rate
+/// (an 8 kHz G.711 call on a 48 kHz sound card or recording, for instance).
+///
+/// The first output frame starts with silence for the resampler's delay, so every later frame
+/// is complete; the queue never holds more than two frames.
+pub struct FrameResampler {
+    inner: MonoResampler,
+    frame_out: usize,
+    started: bool,
+}
+
+impl FrameResampler {
+    /// Frames of `frame_in` samples at `rate_in` become frames of the same duration at
+    /// `rate_out`.
+    pub fn new(rate_in: u32, rate_out: u32, frame_in: usize) -> Result<Self, super::AudioError> {
+        let inner = MonoResampler::new(rate_in, rate_out, frame_in).map_err(|source| {
+            super::AudioError::Resampler {
+                from: rate_in,
+                to: rate_out,
+                source,
+            }
+        })?;
+        let frame_out =
+            (frame_in as u64 * u64::from(rate_out) / u64::from(rate_in.max(1))) as usize;
+        Ok(FrameResampler {
+            inner,
+            frame_out,
+            started: false,
+        })
+    }
+
+    /// Samples in each output frame.
+    pub fn frame_out(&self) -> usize {
+        self.frame_out
+    }
+
+    /// Converts one input frame and appends exactly [`frame_out`](Self::frame_out) samples.
+    pub fn process(&mut self, input: &[i16], out: &mut Vec<i16>) {
+        self.inner.push_i16(input);
+        let start = out.len();
+        out.resize(start + self.frame_out, 0);
+        let lead = if self.started {
+            0
+        } else {
+            self.frame_out.saturating_sub(self.inner.available())
+        };
+        self.started = true;
+        self.inner.pop_into(&mut out[start + lead..]);
+        self.inner.keep_newest(2 * self.frame_out);
+    }
+}
+
 /// Full-scale 16-bit sample to `[-1.0, 1.0)`.
 pub(crate) fn i16_to_f32(s: i16) -> f32 {
     f32::from(s) / 32768.0
@@ -270,5 +323,34 @@ mod tests {
         assert_eq!(f32_to_i16(2.0), i16::MAX);
         assert_eq!(f32_to_i16(-2.0), i16::MIN);
         assert_eq!(f32_to_i16(i16_to_f32(-1234)), -1234);
+    }
+
+    #[test]
+    fn frame_resampler_turns_each_frame_into_one_frame_of_the_same_duration() {
+        let mut up = FrameResampler::new(8000, 48000, 160).unwrap();
+        let mut down = FrameResampler::new(48000, 8000, 960).unwrap();
+        let tone: Vec<i16> = sine(8000, 1000.0, 0.5, 8000)
+            .iter()
+            .map(|&s| f32_to_i16(s))
+            .collect();
+        let (mut wide, mut back) = (Vec::new(), Vec::new());
+        for frame in tone.chunks(160) {
+            let at = wide.len();
+            up.process(frame, &mut wide);
+            assert_eq!(wide.len() - at, 960);
+            down.process(&wide[at..], &mut back);
+        }
+        assert_eq!(back.len(), tone.len());
+        let steady = &back[800..];
+        let rms = |x: &[i16]| {
+            (x.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / x.len() as f64).sqrt()
+        };
+        let want = rms(&tone[800..]);
+        assert!(
+            (rms(steady) / want - 1.0).abs() < 0.05,
+            "{} vs {want}",
+            rms(steady)
+        );
+        assert!((rms(&wide[4800..]) / want - 1.0).abs() < 0.05);
     }
 }
