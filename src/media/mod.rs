@@ -6,6 +6,7 @@ pub mod audio;
 pub mod codec;
 pub mod dtmf;
 pub mod jitter;
+pub mod netem;
 pub mod quality;
 pub mod rtcp;
 pub mod rtp;
