@@ -422,6 +422,10 @@ fn sipp_echo_uas(scenario_file: &str, media_port: u16) -> Sipp {
 /// Calls `sipp` for 2.5 s with a 0.2 s RTCP interval; returns the media
 /// event and the `media` object of the ended event.
 fn call_sipp_echo(sipp: &mut Sipp) -> (Value, Value) {
+    // The RTT is measured in real time: one echo call at a time, so that
+    // the other echo call's processes do not delay this one's reports.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let mut call = sipline_call(
         &sipp.uri(),
         &["--duration", "2.5", "--rtcp-interval", "0.2"],
@@ -443,7 +447,7 @@ fn call_sipp_echo(sipp: &mut Sipp) -> (Value, Value) {
 
 /// The echoed RTCP gives receiver reports about our own stream and a
 /// round-trip time. Reflected, our report's LSR/DLSR describe the previous
-/// echo, so the figure is twice the loop's delay: still well under 10 ms on
+/// echo, so the figure is twice the loop's delay: well under 10 ms on
 /// loopback.
 fn assert_echoed_rtcp_gives_an_rtt(stats: &Value) {
     let rtcp = &stats["rtcp"];
