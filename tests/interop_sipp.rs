@@ -657,3 +657,52 @@ fn call_follows_a_blind_transfer_from_sipp_to_the_target() {
         "{carol_events:#?}"
     );
 }
+
+/// The interactive phone's `dtmf` command, when the answer has no
+/// telephone-event, sends SIP INFO (application/dtmf-relay) that SIPp
+/// checks digit by digit: SIPp exits 0 only if both INFOs carried the
+/// right Signal.
+#[test]
+fn phone_dtmf_without_telephone_event_goes_by_sip_info_to_sipp() {
+    let mut sipp = Sipp::start_uas(&[
+        "-sf",
+        &scenario("uas_info_dtmf_expect.xml"),
+        "-mp",
+        &free_media_port().to_string(),
+    ]);
+    let data = tempfile::tempdir().expect("create temp dir");
+    let call = format!("call {}", sipp.uri());
+    let mut phone = Sipline::spawn(
+        "phone",
+        &[
+            "--bind",
+            "127.0.0.1",
+            "--local-port",
+            "0",
+            "--null-audio",
+            "--codecs",
+            "pcmu",
+            "-e",
+            &call,
+            "-e",
+            "wait-for answered",
+            "-e",
+            "dtmf 1#",
+            "-e",
+            "wait 1",
+            "-e",
+            "hangup",
+            "-e",
+            "wait-for ended",
+        ],
+        &[(
+            "XDG_DATA_HOME".to_string(),
+            data.path().to_string_lossy().into_owned(),
+        )],
+    );
+    let (code, events) = phone.wait_exit(LIMIT);
+    assert_exits(&phone, code, 0, &events, &mut sipp);
+    let sent = events_named(&events, "dtmf_sent");
+    assert_eq!(sent.len(), 1, "{events:#?}");
+    assert_eq!(sent[0]["method"], "info", "{events:#?}");
+}
