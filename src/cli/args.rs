@@ -299,6 +299,78 @@ pub struct LoopbackArgs {
     /// Do not play the received audio on the sound card.
     #[arg(long)]
     pub null_audio: bool,
+    /// Emulated packet loss in each direction, in percent (random, or in
+    /// bursts with --loss-burst).
+    #[arg(long, value_name = "PCT", default_value_t = 0.0, value_parser = percent)]
+    pub loss: f64,
+    /// Lose packets in bursts of this mean length (Gilbert model) instead of
+    /// independently; the long-run loss stays --loss.
+    #[arg(long, value_name = "PACKETS", value_parser = burst_length)]
+    pub loss_burst: Option<f64>,
+    /// Emulated jitter: each packet is delayed by an extra 0 to MS
+    /// milliseconds (uniform), without overtaking the one before it.
+    #[arg(long, value_name = "MS", default_value_t = 0.0, value_parser = millis)]
+    pub jitter: f64,
+    /// Percentage of packets delivered after the packet that follows them.
+    #[arg(long, value_name = "PCT", default_value_t = 0.0, value_parser = percent)]
+    pub reorder: f64,
+    /// Emulated one-way network delay in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 0.0, value_parser = millis)]
+    pub delay: f64,
+    /// Clock drift of the caller against the callee, in percent (0.1: the
+    /// caller's clock runs 0.1 % fast; -0.1: slow). At most ±1.
+    #[arg(long, value_name = "PCT", default_value_t = 0.0, allow_negative_numbers = true, value_parser = drift_percent)]
+    pub drift: f64,
+    /// Seed of the emulated network's random choices (default: random; the
+    /// report shows the seed used).
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    /// Fail (exit code 8) when the estimated MOS of either direction is
+    /// below this.
+    #[arg(long, value_name = "MOS", value_parser = mos_value)]
+    pub min_mos: Option<f64>,
+}
+
+/// A percentage, 0 to 100.
+fn percent(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=100.0).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?}: give a percentage between 0 and 100")),
+    }
+}
+
+/// Milliseconds of emulated delay or jitter, 0 to 2000.
+fn millis(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=2000.0).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?}: give milliseconds between 0 and 2000")),
+    }
+}
+
+/// A mean burst length of at least one packet.
+fn burst_length(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (1.0..=1000.0).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "{s:?}: give a mean burst length between 1 and 1000 packets"
+        )),
+    }
+}
+
+/// Clock drift in percent, within ±1.
+fn drift_percent(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (-1.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?}: give a drift between -1 and 1 percent")),
+    }
+}
+
+/// A MOS threshold, 1 to 5.
+fn mos_value(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (1.0..=5.0).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?}: give a MOS between 1 and 5")),
+    }
 }
 
 /// Codec names on the command line.

@@ -8,6 +8,7 @@ pub mod dtmf;
 pub mod jitter;
 pub mod keepalive;
 pub mod latch;
+pub mod netem;
 pub mod quality;
 pub mod rtcp;
 pub mod rtp;

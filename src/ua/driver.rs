@@ -13,6 +13,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::net::UdpSocket;
@@ -270,6 +271,20 @@ pub enum DriverError {
     },
 }
 
+/// An outgoing media datagram handed to the tap of
+/// [`Phone::start_with_rtp_tap`] instead of being sent: the holder of the
+/// receiving end sends `datagram` to `dest` from `socket` (the call's own
+/// media socket) when it likes, or drops it.
+#[derive(Debug)]
+pub struct TappedDatagram {
+    pub socket: Arc<UdpSocket>,
+    pub dest: SocketAddr,
+    pub datagram: Bytes,
+}
+
+/// Where a phone started with [`Phone::start_with_rtp_tap`] sends its media.
+pub type RtpTap = mpsc::UnboundedSender<TappedDatagram>;
+
 /// Handle to a running phone.
 pub struct Phone {
     commands: mpsc::UnboundedSender<Command>,
@@ -282,6 +297,16 @@ impl Phone {
     /// the stream of its events.
     pub async fn start(
         cfg: PhoneConfig,
+    ) -> Result<(Phone, mpsc::UnboundedReceiver<PhoneEvent>), DriverError> {
+        Self::start_with_rtp_tap(cfg, None).await
+    }
+
+    /// Like [`Phone::start`], but every outgoing media datagram goes to `tap`
+    /// instead of the socket (see [`TappedDatagram`]). `sipline loopback`
+    /// uses it to put an emulated network between two phones.
+    pub async fn start_with_rtp_tap(
+        cfg: PhoneConfig,
+        tap: Option<RtpTap>,
     ) -> Result<(Phone, mpsc::UnboundedReceiver<PhoneEvent>), DriverError> {
         let sip = UdpTransport::bind(cfg.bind)
             .await
@@ -323,6 +348,7 @@ impl Phone {
             jitter_buffer: cfg.jitter_buffer,
             audio: AudioFormat::for_codecs(&cfg.codecs),
             opus: cfg.opus,
+            rtp_tap: tap,
         };
         let task = tokio::spawn(driver.run());
         Ok((
@@ -707,6 +733,8 @@ struct Driver {
     /// Rate of every call's audio source and sink.
     audio: AudioFormat,
     opus: OpusConfig,
+    /// Outgoing media goes here instead of the socket, when set.
+    rtp_tap: Option<RtpTap>,
 }
 
 impl Driver {
@@ -1256,6 +1284,14 @@ impl Driver {
                 continue;
             };
             while let Some((dest, pkt)) = session.poll_transmit() {
+                if let Some(tap) = &self.rtp_tap {
+                    let _ = tap.send(TappedDatagram {
+                        socket: m.socket.clone(),
+                        dest,
+                        datagram: pkt,
+                    });
+                    continue;
+                }
                 if let Err(e) = m.socket.send_to(&pkt, dest).await {
                     tracing::debug!("RTP send to {dest}: {e}");
                 }
