@@ -703,7 +703,7 @@ fn g711_call_between_a_default_side_and_a_pcmu_only_side() {
 }
 
 #[test]
-fn loopback_with_opus_passes_its_tone_check() {
+fn loopback_with_opus_passes_its_signal_check() {
     let mut lb = Sipline::spawn(
         "loopback",
         &[
@@ -724,8 +724,10 @@ fn loopback_with_opus_passes_its_tone_check() {
         .expect("a report");
     assert_eq!(report["codec"], "opus");
     assert_eq!(report["pass"], true);
-    assert!(
-        (report["caller_to_callee"]["received_hz"].as_f64().unwrap() - 1000.0).abs() < 20.0,
-        "{report}"
-    );
+    for dir in ["caller_to_callee", "callee_to_caller"] {
+        assert!(
+            report[dir]["match_score"].as_f64().unwrap() > 0.8,
+            "{report}"
+        );
+    }
 }

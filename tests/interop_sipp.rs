@@ -422,6 +422,10 @@ fn sipp_echo_uas(scenario_file: &str, media_port: u16) -> Sipp {
 /// Calls `sipp` for 2.5 s with a 0.2 s RTCP interval; returns the media
 /// event and the `media` object of the ended event.
 fn call_sipp_echo(sipp: &mut Sipp) -> (Value, Value) {
+    // The RTT is measured in real time: one echo call at a time, so that
+    // the other echo call's processes do not delay this one's reports.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let mut call = sipline_call(
         &sipp.uri(),
         &["--duration", "2.5", "--rtcp-interval", "0.2"],
@@ -443,7 +447,7 @@ fn call_sipp_echo(sipp: &mut Sipp) -> (Value, Value) {
 
 /// The echoed RTCP gives receiver reports about our own stream and a
 /// round-trip time. Reflected, our report's LSR/DLSR describe the previous
-/// echo, so the figure is twice the loop's delay: still well under 10 ms on
+/// echo, so the figure is twice the loop's delay: well under 10 ms on
 /// loopback.
 fn assert_echoed_rtcp_gives_an_rtt(stats: &Value) {
     let rtcp = &stats["rtcp"];
@@ -652,4 +656,53 @@ fn call_follows_a_blind_transfer_from_sipp_to_the_target() {
         "remote_hangup",
         "{carol_events:#?}"
     );
+}
+
+/// The interactive phone's `dtmf` command, when the answer has no
+/// telephone-event, sends SIP INFO (application/dtmf-relay) that SIPp
+/// checks digit by digit: SIPp exits 0 only if both INFOs carried the
+/// right Signal.
+#[test]
+fn phone_dtmf_without_telephone_event_goes_by_sip_info_to_sipp() {
+    let mut sipp = Sipp::start_uas(&[
+        "-sf",
+        &scenario("uas_info_dtmf_expect.xml"),
+        "-mp",
+        &free_media_port().to_string(),
+    ]);
+    let data = tempfile::tempdir().expect("create temp dir");
+    let call = format!("call {}", sipp.uri());
+    let mut phone = Sipline::spawn(
+        "phone",
+        &[
+            "--bind",
+            "127.0.0.1",
+            "--local-port",
+            "0",
+            "--null-audio",
+            "--codecs",
+            "pcmu",
+            "-e",
+            &call,
+            "-e",
+            "wait-for answered",
+            "-e",
+            "dtmf 1#",
+            "-e",
+            "wait 1",
+            "-e",
+            "hangup",
+            "-e",
+            "wait-for ended",
+        ],
+        &[(
+            "XDG_DATA_HOME".to_string(),
+            data.path().to_string_lossy().into_owned(),
+        )],
+    );
+    let (code, events) = phone.wait_exit(LIMIT);
+    assert_exits(&phone, code, 0, &events, &mut sipp);
+    let sent = events_named(&events, "dtmf_sent");
+    assert_eq!(sent.len(), 1, "{events:#?}");
+    assert_eq!(sent[0]["method"], "info", "{events:#?}");
 }

@@ -209,7 +209,7 @@ fn alice_answer(nat: &Nat, dir: &Path, extra: &[String]) -> Sipline {
     ];
     args.extend(account(dir, "alice"));
     args.extend_from_slice(extra);
-    let mut alice = Sipline::spawn_in(&nat.private.name, "alice", &strs(&args), &[]);
+    let mut alice = Sipline::spawn_in_netns(&nat.private.name, "alice", &strs(&args), &[]);
     alice.wait_event("registered", SECS);
     alice.wait_event("listening", SECS);
     alice
@@ -227,7 +227,7 @@ fn bob_calls_alice(nat: &Nat, dir: &Path, extra: &[String]) -> (i32, Vec<Value>,
     ];
     args.extend(account(dir, "bob"));
     args.extend_from_slice(extra);
-    let mut bob = Sipline::spawn_in(&nat.public.name, "bob", &strs(&args), &[]);
+    let mut bob = Sipline::spawn_in_netns(&nat.public.name, "bob", &strs(&args), &[]);
     let (code, events) = bob.wait_exit(Duration::from_secs(60));
     (code, events, bob.stderr())
 }
@@ -239,7 +239,7 @@ fn registration_behind_nat_learns_the_public_address_from_rport_alone() {
     let k = kamailio(&nat, false);
     let mut args = vec!["register".to_string(), "--keepalive".into(), "0".into()];
     args.extend(account(dir.path(), "alice"));
-    let mut alice = Sipline::spawn_in(&nat.private.name, "alice", &strs(&args), &[]);
+    let mut alice = Sipline::spawn_in_netns(&nat.private.name, "alice", &strs(&args), &[]);
     // The first REGISTER names the private address; the 200 OK's Via
     // (RFC 3581 rport/received) tells the public one.
     let changed = wait_for(&mut alice, SECS, "nat_changed from rport", |v| {
@@ -275,7 +275,7 @@ fn registration_behind_nat_uses_the_address_found_by_stun_from_the_first_registe
     let mut args = vec!["register".to_string(), "--keepalive".into(), "0".into()];
     args.extend(account(dir.path(), "alice"));
     args.extend(stun_flag());
-    let mut alice = Sipline::spawn_in(&nat.private.name, "alice", &strs(&args), &[]);
+    let mut alice = Sipline::spawn_in_netns(&nat.private.name, "alice", &strs(&args), &[]);
     let found = alice.wait_event("nat", SECS);
     assert_eq!(found["behind_nat"], true, "{found}");
     let local: SocketAddr = found["local"].as_str().unwrap().parse().unwrap();
@@ -333,7 +333,7 @@ fn call_with_audio_both_ways(alice_calls: bool) {
         ];
         args.extend(account(d, user));
         args.extend(extra);
-        let mut s = Sipline::spawn_in(&ns.name, user, &strs(&args), &[]);
+        let mut s = Sipline::spawn_in_netns(&ns.name, user, &strs(&args), &[]);
         s.wait_event("registered", SECS);
         s.wait_event("listening", SECS);
         s
@@ -347,7 +347,7 @@ fn call_with_audio_both_ways(alice_calls: bool) {
         ];
         args.extend(account(d, user));
         args.extend(extra);
-        Sipline::spawn_in(&ns.name, user, &strs(&args), &[])
+        Sipline::spawn_in_netns(&ns.name, user, &strs(&args), &[])
     };
     let mut alice_extra = audio(&tone_a, &rec_a);
     alice_extra.extend(stun_flag());

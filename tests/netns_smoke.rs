@@ -165,3 +165,16 @@ fn drop_deletes_the_namespaces_also_on_panic() {
         assert!(!listed.contains(n), "{n} deleted after the panic");
     }
 }
+
+#[test]
+fn namespaces_of_a_dead_test_process_are_deleted_by_the_next_build() {
+    // PIDs above the kernel's pid_max (at most 2^22) never exist.
+    let stale = "sl9999999n0r";
+    let out = std::process::Command::new("ip")
+        .args(["netns", "add", stale])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let _nat = Nat::build(NatOptions::default());
+    assert!(!netns_names().contains(&stale.to_string()));
+}

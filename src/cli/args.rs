@@ -47,6 +47,9 @@ pub enum Command {
     Loopback(LoopbackArgs),
     /// Register an account and stay registered until Ctrl-C.
     Register(RegisterArgs),
+    /// Ask a STUN server for our public address and how the NAT behaves
+    /// (RFC 5780), with one line of advice.
+    NatCheck(NatCheckArgs),
 }
 
 /// Options of the interactive phone.
@@ -93,6 +96,10 @@ pub struct PhoneArgs {
     /// Hang up a call whose peer has sent no RTP for this long; 0 never.
     #[arg(long, value_name = "SECS", default_value_t = 60.0, value_parser = seconds)]
     pub rtp_timeout: f64,
+    /// On hold, send a STUN keep-alive on the RTP socket this often so the
+    /// NAT keeps the media path open; 0 never.
+    #[arg(long, value_name = "SECS", default_value_t = 15.0, value_parser = seconds)]
+    pub rtp_keepalive: f64,
     /// Minimum RTCP report interval (RFC 3550 §6.2).
     #[arg(long, value_name = "SECS", default_value_t = 5.0, value_parser = rtcp_interval)]
     pub rtcp_interval: f64,
@@ -146,6 +153,7 @@ impl PhoneArgs {
             opus_complexity: self.opus_complexity,
             duration: None,
             rtp_timeout: self.rtp_timeout,
+            rtp_keepalive: self.rtp_keepalive,
             rtcp_interval: self.rtcp_interval,
             no_rtcp_mux: self.no_rtcp_mux,
             user: self.user.clone(),
@@ -167,6 +175,15 @@ pub struct RegisterArgs {
     pub bind: Option<IpAddr>,
     #[command(flatten)]
     pub account: AccountArgs,
+}
+
+/// Options of `nat-check`.
+#[derive(Debug, Args, Clone)]
+pub struct NatCheckArgs {
+    /// The STUN server (port 3478 by default). For the mapping and
+    /// filtering behaviour it must support RFC 5780 (two IP addresses).
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub stun: Option<String>,
 }
 
 /// Options shared by `call` and `answer`.
@@ -212,6 +229,10 @@ pub struct CommonArgs {
     /// first packet); 0 never.
     #[arg(long, value_name = "SECS", default_value_t = 60.0, value_parser = seconds)]
     pub rtp_timeout: f64,
+    /// On hold, send a STUN keep-alive on the RTP socket this often so the
+    /// NAT keeps the media path open; 0 never.
+    #[arg(long, value_name = "SECS", default_value_t = 15.0, value_parser = seconds)]
+    pub rtp_keepalive: f64,
     /// Minimum RTCP report interval (RFC 3550 §6.2 recommends 5 s; reports
     /// are randomized around it, the first after half of it).
     #[arg(long, value_name = "SECS", default_value_t = 5.0, value_parser = rtcp_interval)]
@@ -278,6 +299,78 @@ pub struct LoopbackArgs {
     /// Do not play the received audio on the sound card.
     #[arg(long)]
     pub null_audio: bool,
+    /// Emulated packet loss in each direction, in percent (random, or in
+    /// bursts with --loss-burst).
+    #[arg(long, value_name = "PCT", default_value_t = 0.0, value_parser = percent)]
+    pub loss: f64,
+    /// Lose packets in bursts of this mean length (Gilbert model) instead of
+    /// independently; the long-run loss stays --loss.
+    #[arg(long, value_name = "PACKETS", value_parser = burst_length)]
+    pub loss_burst: Option<f64>,
+    /// Emulated jitter: each packet is delayed by an extra 0 to MS
+    /// milliseconds (uniform), without overtaking the one before it.
+    #[arg(long, value_name = "MS", default_value_t = 0.0, value_parser = millis)]
+    pub jitter: f64,
+    /// Percentage of packets delivered after the packet that follows them.
+    #[arg(long, value_name = "PCT", default_value_t = 0.0, value_parser = percent)]
+    pub reorder: f64,
+    /// Emulated one-way network delay in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 0.0, value_parser = millis)]
+    pub delay: f64,
+    /// Clock drift of the caller against the callee, in percent (0.1: the
+    /// caller's clock runs 0.1 % fast; -0.1: slow). At most ±1.
+    #[arg(long, value_name = "PCT", default_value_t = 0.0, allow_negative_numbers = true, value_parser = drift_percent)]
+    pub drift: f64,
+    /// Seed of the emulated network's random choices (default: random; the
+    /// report shows the seed used).
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    /// Fail (exit code 8) when the estimated MOS of either direction is
+    /// below this.
+    #[arg(long, value_name = "MOS", value_parser = mos_value)]
+    pub min_mos: Option<f64>,
+}
+
+/// A percentage, 0 to 100.
+fn percent(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=100.0).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?}: give a percentage between 0 and 100")),
+    }
+}
+
+/// Milliseconds of emulated delay or jitter, 0 to 2000.
+fn millis(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=2000.0).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?}: give milliseconds between 0 and 2000")),
+    }
+}
+
+/// A mean burst length of at least one packet.
+fn burst_length(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (1.0..=1000.0).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "{s:?}: give a mean burst length between 1 and 1000 packets"
+        )),
+    }
+}
+
+/// Clock drift in percent, within ±1.
+fn drift_percent(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (-1.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?}: give a drift between -1 and 1 percent")),
+    }
+}
+
+/// A MOS threshold, 1 to 5.
+fn mos_value(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (1.0..=5.0).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?}: give a MOS between 1 and 5")),
+    }
 }
 
 /// Codec names on the command line.

@@ -23,7 +23,8 @@ pub enum Exit {
     /// Audio error: an unreadable WAV, a missing named device, a failed
     /// recording.
     Audio = 7,
-    /// `loopback`: the received audio did not match what was sent.
+    /// `loopback`: the received audio did not match what was sent, or the
+    /// estimated MOS is below `--min-mos`.
     CheckFailed = 8,
     /// Authentication failed: the registrar or proxy refused our
     /// credentials, or no password could be read.

@@ -269,6 +269,9 @@ fn spawn_device_listing(words: SharedWords) {
 /// One account (or the account-less phone) with its own SIP socket.
 struct Line {
     phone: Phone,
+    /// The audio format of this line's calls: the highest rate among its
+    /// codecs (48 kHz with Opus), as `sipline call` uses.
+    format: AudioFormat,
     account: Option<Account>,
     reg: Option<RegHandle>,
     reg_state: RegStatus,
@@ -315,9 +318,11 @@ async fn start_line(
     }
     let common = args.common();
     cfg.rtp_timeout = rtp_timeout(args.rtp_timeout);
+    cfg.media_keepalive = rtp_timeout(args.rtp_keepalive);
     cfg.opus = common.opus();
     cfg.rtcp = super::rtcp_options(&common);
     cfg.jitter_buffer = args.jitter_buffer;
+    let format = AudioFormat::for_codecs(&cfg.codecs);
     let started = match Phone::start(cfg.clone()).await {
         Err(e) if port.is_none() => {
             tracing::info!("{e}: using another port");
@@ -349,6 +354,7 @@ async fn start_line(
     });
     let mut line = Line {
         phone,
+        format,
         account,
         reg: None,
         reg_state: RegStatus::NotUsed,
@@ -956,7 +962,7 @@ impl App {
             .map_err(|e| Fail::new(Exit::Usage, e.to_string()))
     }
 
-    fn open_io(&mut self, answering: bool) -> Result<crate::ua::MediaIo, Fail> {
+    fn open_io(&mut self, line: usize, answering: bool) -> Result<crate::ua::MediaIo, Fail> {
         let mut common = self.common.clone();
         if answering || common.record.is_some() {
             self.answered_count += 1;
@@ -964,12 +970,12 @@ impl App {
                 .record
                 .map(|p| super::answer::numbered(&p, self.answered_count));
         }
-        open_io(&common, AudioFormat::NARROWBAND).map_err(|e| Fail::new(Exit::Audio, e.to_string()))
+        open_io(&common, self.lines[line].format).map_err(|e| Fail::new(Exit::Audio, e.to_string()))
     }
 
     async fn call(&mut self, input: &str) -> Result<(), Fail> {
         let uri = self.resolve(input)?;
-        let io = self.open_io(false)?;
+        let io = self.open_io(0, false)?;
         self.hold_others(0).await;
         let line = &self.lines[0];
         let next_hop = line.account.as_ref().map(account::next_hop);
@@ -996,7 +1002,7 @@ impl App {
     async fn answer(&mut self, call: Option<CallId>) -> Result<(), Fail> {
         let c = self.calls.pick_incoming(call).map_err(failed)?.clone();
         self.hold_others(c.id).await;
-        let io = match self.open_io(true) {
+        let io = match self.open_io(c.line, true) {
             Ok(io) => io,
             Err(f) => {
                 self.lines[c.line].phone.reject(c.handle, 500);
@@ -1362,7 +1368,7 @@ impl App {
         let choice: crate::media::audio::DeviceChoice = name
             .parse()
             .unwrap_or(crate::media::audio::DeviceChoice::Default);
-        let format = AudioFormat::NARROWBAND;
+        let format = self.lines[c.line].format;
         let audio = |e: crate::media::audio::AudioError| Fail::new(Exit::Audio, e.to_string());
         let (source, sink) = if input {
             (

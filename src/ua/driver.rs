@@ -13,6 +13,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::net::UdpSocket;
@@ -60,6 +61,9 @@ pub struct PhoneConfig {
     /// Hang up a call when no RTP has arrived for this long after the
     /// first packet (the peer died); `None` disables it.
     pub rtp_timeout: Option<Duration>,
+    /// While nothing leaves a call's RTP socket (hold), a STUN Binding
+    /// indication goes out this often to keep its NAT binding; `None` never.
+    pub media_keepalive: Option<Duration>,
     /// Bounds of each call's adaptive jitter buffer.
     pub jitter_buffer: JitterConfig,
     /// RTCP settings.
@@ -274,6 +278,20 @@ pub enum DriverError {
     },
 }
 
+/// An outgoing media datagram handed to the tap of
+/// [`Phone::start_with_rtp_tap`] instead of being sent: the holder of the
+/// receiving end sends `datagram` to `dest` from `socket` (the call's own
+/// media socket) when it likes, or drops it.
+#[derive(Debug)]
+pub struct TappedDatagram {
+    pub socket: Arc<UdpSocket>,
+    pub dest: SocketAddr,
+    pub datagram: Bytes,
+}
+
+/// Where a phone started with [`Phone::start_with_rtp_tap`] sends its media.
+pub type RtpTap = mpsc::UnboundedSender<TappedDatagram>;
+
 /// Handle to a running phone.
 pub struct Phone {
     commands: mpsc::UnboundedSender<Command>,
@@ -286,6 +304,16 @@ impl Phone {
     /// the stream of its events.
     pub async fn start(
         cfg: PhoneConfig,
+    ) -> Result<(Phone, mpsc::UnboundedReceiver<PhoneEvent>), DriverError> {
+        Self::start_with_rtp_tap(cfg, None).await
+    }
+
+    /// Like [`Phone::start`], but every outgoing media datagram goes to `tap`
+    /// instead of the socket (see [`TappedDatagram`]). `sipline loopback`
+    /// uses it to put an emulated network between two phones.
+    pub async fn start_with_rtp_tap(
+        cfg: PhoneConfig,
+        tap: Option<RtpTap>,
     ) -> Result<(Phone, mpsc::UnboundedReceiver<PhoneEvent>), DriverError> {
         let sip = UdpTransport::bind(cfg.bind)
             .await
@@ -320,6 +348,7 @@ impl Phone {
             rng: StdRng::seed_from_u64(ua_cfg.seed ^ 0x5eed),
             route_cache: HashMap::new(),
             rtp_timeout: cfg.rtp_timeout,
+            media_keepalive: cfg.media_keepalive,
             rtcp: cfg.rtcp,
             trace: false,
             pending_transfers: Vec::new(),
@@ -328,6 +357,7 @@ impl Phone {
             opus: cfg.opus,
             keepalive: KeepAlive::new(Duration::ZERO, ua_cfg.seed ^ 0x4b41),
             stun_server: None,
+            rtp_tap: tap,
         };
         let task = tokio::spawn(driver.run());
         Ok((
@@ -712,6 +742,7 @@ struct Driver {
     /// Local address used towards each peer address (wildcard binds).
     route_cache: HashMap<IpAddr, IpAddr>,
     rtp_timeout: Option<Duration>,
+    media_keepalive: Option<Duration>,
     rtcp: RtcpOptions,
     /// Report SIP messages as events.
     trace: bool,
@@ -726,6 +757,8 @@ struct Driver {
     keepalive: KeepAlive,
     /// The STUN server, also asked for each call's RTP/RTCP mapping.
     stun_server: Option<SocketAddr>,
+    /// Outgoing media goes here instead of the socket, when set.
+    rtp_tap: Option<RtpTap>,
 }
 
 impl Driver {
@@ -1389,6 +1422,14 @@ impl Driver {
                 continue;
             };
             while let Some((dest, pkt)) = session.poll_transmit() {
+                if let Some(tap) = &self.rtp_tap {
+                    let _ = tap.send(TappedDatagram {
+                        socket: m.socket.clone(),
+                        dest,
+                        datagram: pkt,
+                    });
+                    continue;
+                }
                 if let Err(e) = m.socket.send_to(&pkt, dest).await {
                     tracing::debug!("RTP send to {dest}: {e}");
                 }
@@ -1548,6 +1589,7 @@ impl Driver {
             send: media.direction.sends() && media.remote_rtp.is_some() && !held_by_us,
             recv: media.direction.recvs(),
             jitter: self.jitter_buffer,
+            keepalive: self.media_keepalive,
             opus: media
                 .opus
                 .as_ref()

@@ -12,7 +12,7 @@ pub mod registration;
 
 pub use agent::{EndReason, UaConfig, UaError, UaEvent, UaOutput, UserAgent};
 pub use call::{CallDirection, CallHandle, CallState};
-pub use driver::{MediaIo, Phone, PhoneConfig, PhoneEvent};
+pub use driver::{MediaIo, Phone, PhoneConfig, PhoneEvent, RtpTap, TappedDatagram};
 pub use hold::{HoldIntent, HoldState};
 pub use refer::TransferProgress;
 

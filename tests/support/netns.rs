@@ -36,6 +36,9 @@
 //! [`Drop`] deletes the three namespaces (which destroys the veths), also
 //! while unwinding from a failed assertion. Processes a test starts inside a
 //! namespace are the test's to stop (drop their guards before the [`Nat`]).
+//! A test process killed outright (SIGKILL, a CI timeout) cannot run Drop:
+//! [`Nat::build`] first deletes namespaces of this naming scheme whose PID
+//! no longer exists.
 //!
 //! # Running things inside
 //!
@@ -172,6 +175,7 @@ impl Nat {
     /// with a clear message when anything fails (after deleting what was
     /// already made).
     pub fn build(options: NatOptions) -> Nat {
+        reap_stale();
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let base = format!("sl{}n{}", std::process::id(), n);
         let nat = Nat {
@@ -312,4 +316,29 @@ pub fn netns_names() -> Vec<String> {
         .lines()
         .filter_map(|l| l.split_whitespace().next().map(str::to_string))
         .collect()
+}
+
+/// The PID in a name of our scheme (`sl<pid>n<counter>{p,r,u}`).
+fn owner_pid(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix("sl")?;
+    let (pid, rest) = rest.split_once('n')?;
+    let counter = rest.strip_suffix(['p', 'r', 'u'])?;
+    if counter.is_empty() || !counter.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    pid.parse().ok()
+}
+
+/// Deletes namespaces left by test processes that no longer exist.
+fn reap_stale() {
+    for name in netns_names() {
+        if let Some(pid) = owner_pid(&name)
+            && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        {
+            let _ = Command::new("ip")
+                .args(["netns", "del", &name])
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
 }

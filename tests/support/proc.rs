@@ -34,31 +34,35 @@ impl Sipline {
         envs: &[(String, String)],
         stdin: Option<&str>,
     ) -> Sipline {
-        Self::spawn_cmd(
-            Command::new(env!("CARGO_BIN_EXE_sipline")),
-            name,
-            args,
-            envs,
-            stdin,
-        )
+        Self::spawn_full(None, name, args, envs, stdin)
     }
 
-    /// [`Sipline::spawn`] inside the network namespace `netns` (`ip netns
-    /// exec`, which execs sipline in the same process, so the PID is
-    /// sipline's).
-    pub fn spawn_in(netns: &str, name: &str, args: &[&str], envs: &[(String, String)]) -> Sipline {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", netns, env!("CARGO_BIN_EXE_sipline")]);
-        Self::spawn_cmd(cmd, name, args, envs, None)
+    /// [`Sipline::spawn`] inside a network namespace (`ip netns exec NS
+    /// sipline ...`, which execs sipline: the child's PID is sipline's).
+    pub fn spawn_in_netns(
+        netns: &str,
+        name: &str,
+        args: &[&str],
+        envs: &[(String, String)],
+    ) -> Sipline {
+        Self::spawn_full(Some(netns), name, args, envs, None)
     }
 
-    fn spawn_cmd(
-        mut cmd: Command,
+    fn spawn_full(
+        netns: Option<&str>,
         name: &str,
         args: &[&str],
         envs: &[(String, String)],
         stdin: Option<&str>,
     ) -> Sipline {
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_sipline")]);
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_sipline")),
+        };
         cmd.arg("--json")
             .arg("-v")
             .args(args)
