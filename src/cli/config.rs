@@ -29,6 +29,8 @@
 //! account = "alice"             # used when neither --account nor --aor is given
 //! codecs = ["opus", "pcmu", "pcma"]  # for accounts without their own `codecs`
 //! expires = 600                 # for accounts without their own `expires`
+//! stun = "stun.example.net"     # STUN server (host[:port]) for accounts without their own
+//! keepalive = 25                # NAT keep-alive interval (s, 0 = off) likewise
 //!
 //! [contacts]                    # nickname = URI
 //! bob = "sip:bob@example.com"
@@ -45,6 +47,8 @@
 //! codecs = ["pcmu", "pcma"]                # default: [defaults] codecs
 //! register = true                          # default true
 //! password_file = "alice.pass"             # relative to this file's directory
+//! stun = "stun.example.net:3478"           # NAT: STUN server; default [defaults] stun
+//! keepalive = 25                           # NAT keep-alive seconds; default [defaults] or 25
 //!
 //! [[account]]
 //! name = "work"
