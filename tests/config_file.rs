@@ -750,3 +750,67 @@ fn account_args_select_reads_the_named_config() {
     let a = args.select().expect("ok").expect("some");
     assert_eq!(a.name, "alice");
 }
+
+#[test]
+fn stun_and_keepalive_come_from_the_account_then_defaults_then_flags_win() {
+    use sipline::cli::nat::NatArgs;
+    use std::time::Duration;
+    let text = r#"
+[defaults]
+stun = "stun.example.net"
+keepalive = 15
+
+[[account]]
+name = "home"
+aor = "sip:alice@example.com"
+password_env = "X"
+
+[[account]]
+name = "office"
+aor = "sip:alice@example.org"
+stun = "198.51.100.70:3479"
+keepalive = 0
+password_env = "X"
+"#;
+    let (_d, _p, cfg) = load_text(text);
+    let cfg = cfg.expect("valid config");
+    let home = account(&cfg, "home");
+    assert_eq!(home.stun.as_deref(), Some("stun.example.net"));
+    assert_eq!(home.keepalive, Some(15));
+    let office = account(&cfg, "office");
+    assert_eq!(office.stun.as_deref(), Some("198.51.100.70:3479"));
+    assert_eq!(office.keepalive, Some(0));
+
+    let none = NatArgs::default();
+    let o = none.options(Some(office));
+    assert_eq!(o.stun.as_deref(), Some("198.51.100.70:3479"));
+    assert_eq!(o.keepalive, Duration::ZERO, "0 turns keep-alives off");
+    let flags = NatArgs {
+        stun: Some("stun.example.com:3478".into()),
+        keepalive: Some(5),
+    };
+    let o = flags.options(Some(home));
+    assert_eq!(o.stun.as_deref(), Some("stun.example.com:3478"));
+    assert_eq!(o.keepalive, Duration::from_secs(5));
+    // No account, no flags: no STUN, keep-alives every 25 s.
+    let o = none.options(None);
+    assert_eq!(o.stun, None);
+    assert_eq!(o.keepalive, Duration::from_secs(25));
+}
+
+#[test]
+fn a_stun_server_that_is_not_host_port_is_refused_with_its_field() {
+    for (value, empty) in [("", true), ("user@stun.example.net", false), ("a b", false)] {
+        let text = format!(
+            "[[account]]\nname = \"a\"\naor = \"sip:a@example.com\"\nstun = \"{value}\"\npassword_env = \"X\"\n"
+        );
+        let (_d, _p, r) = load_text(&text);
+        match r {
+            Err(ConfigError::Invalid { field, problem, .. }) => {
+                assert_eq!(field, "stun", "{value:?}");
+                assert_eq!(matches!(problem, FieldProblem::Empty), empty, "{value:?}");
+            }
+            other => panic!("{value:?}: unexpected {other:?}"),
+        }
+    }
+}

@@ -225,3 +225,58 @@ pub async fn resolve_server(spec: &str, local: SocketAddr) -> Result<SocketAddr,
         .copied()
         .ok_or_else(bad)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v4() -> SocketAddr {
+        "0.0.0.0:5060".parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn stun_server_port_defaults_to_3478_rfc8489_6_1() {
+        let cases = [
+            ("198.51.100.70", "198.51.100.70:3478"),
+            ("198.51.100.70:3479", "198.51.100.70:3479"),
+            (" 198.51.100.70 ", "198.51.100.70:3478"),
+            ("2001:db8::1", "[2001:db8::1]:3478"),
+            ("[2001:db8::1]", "[2001:db8::1]:3478"),
+            ("[2001:db8::1]:3480", "[2001:db8::1]:3480"),
+        ];
+        for (spec, want) in cases {
+            let got = resolve_server(spec, v4()).await;
+            assert_eq!(got, Ok(want.parse().unwrap()), "{spec:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn malformed_stun_server_is_a_clear_error() {
+        for spec in ["", "   ", "stun.example.net:port", "stun.example.net:70000"] {
+            assert!(
+                matches!(
+                    resolve_server(spec, v4()).await,
+                    Err(StunError::BadServer { .. })
+                ),
+                "{spec:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn events_name_themselves_and_say_whether_we_are_behind_a_nat() {
+        let ev = NatEvent::Discovered {
+            local: "198.51.100.10:5060".parse().unwrap(),
+            public: Some("198.51.100.65:5060".parse().unwrap()),
+            server: "198.51.100.70:3478".parse().unwrap(),
+            behind_nat: Some(true),
+            error: None,
+        };
+        assert_eq!(ev.event_name(), "nat");
+        assert!(ev.describe().contains("behind a NAT"), "{}", ev.describe());
+        let json = serde_json::to_value(&ev).unwrap();
+        assert_eq!(json["kind"], "discovered");
+        assert_eq!(json["public"], "198.51.100.65:5060");
+        assert_eq!(json["behind_nat"], true);
+    }
+}
