@@ -169,6 +169,7 @@ pub async fn register(
         registrar: account.registrar.clone(),
         outbound_proxy: account.outbound_proxy.clone(),
         expires: account.expires,
+        instance: Some(instance_id(&account.aor)),
     };
     let reg = phone.register(spec).await.map_err(|e| {
         tracing::error!("{e}");
@@ -235,4 +236,72 @@ pub async fn unregister(
     tokio::time::timeout(UNREGISTER_TIMEOUT, wait)
         .await
         .unwrap_or(false)
+}
+
+/// RFC 5626 §4.1: the `+sip.instance` of this device for `aor`, a UUID URN
+/// that stays the same across restarts: derived (SHA-256) from the
+/// machine's id (`/etc/machine-id`, else the host name) and the AOR, as a
+/// version-8 UUID (RFC 9562 §5.8).
+pub fn instance_id(aor: &str) -> String {
+    let machine = [
+        "/etc/machine-id",
+        "/var/lib/dbus/machine-id",
+        "/etc/hostname",
+    ]
+    .iter()
+    .find_map(|p| std::fs::read_to_string(p).ok())
+    .unwrap_or_default();
+    instance_id_from(machine.trim(), aor)
+}
+
+/// [`instance_id`] for a given machine id.
+pub fn instance_id_from(machine: &str, aor: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"sipline instance\0");
+    h.update(machine.as_bytes());
+    h.update(b"\0");
+    h.update(aor.as_bytes());
+    let d = h.finalize();
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&d[..16]);
+    b[6] = (b[6] & 0x0f) | 0x80; // version 8
+    b[8] = (b[8] & 0x3f) | 0x80; // RFC 9562 variant
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "urn:uuid:{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
+#[cfg(test)]
+mod instance_tests {
+    use super::*;
+
+    #[test]
+    fn instance_id_is_a_stable_uuid_urn_per_machine_and_aor_rfc5626_4_1() {
+        let a = instance_id_from("0123456789abcdef", "sip:alice@example.com");
+        assert_eq!(
+            a,
+            instance_id_from("0123456789abcdef", "sip:alice@example.com")
+        );
+        assert_ne!(
+            a,
+            instance_id_from("0123456789abcdef", "sip:bob@example.com")
+        );
+        assert_ne!(
+            a,
+            instance_id_from("fedcba9876543210", "sip:alice@example.com")
+        );
+        let uuid = a.strip_prefix("urn:uuid:").expect("a UUID URN");
+        let groups: Vec<usize> = uuid.split('-').map(str::len).collect();
+        assert_eq!(groups, vec![8, 4, 4, 4, 12]);
+        assert!(uuid.chars().all(|c| c == '-' || c.is_ascii_hexdigit()));
+        assert_eq!(&uuid[14..15], "8", "version 8");
+        assert!("89ab".contains(&uuid[19..20]), "RFC 9562 variant");
+    }
 }

@@ -382,6 +382,7 @@ impl Line {
             registrar: a.registrar.clone(),
             outbound_proxy: a.outbound_proxy.clone(),
             expires: a.expires,
+            instance: Some(super::account::instance_id(&a.aor)),
         };
         match self.phone.register(spec).await {
             Ok(h) => {

@@ -191,6 +191,8 @@ pub struct RegisterSpec {
     /// Outbound proxy URI: REGISTERs go there with a Route header.
     pub outbound_proxy: Option<String>,
     pub expires: u32,
+    /// RFC 5626 instance id (`urn:uuid:…`); `None`: no outbound.
+    pub instance: Option<String>,
 }
 
 /// What the phone reports.
@@ -1164,6 +1166,7 @@ impl Driver {
             registrar: spec.registrar,
             expires: spec.expires,
             route,
+            instance: spec.instance,
         };
         Ok(self
             .ua

@@ -22,6 +22,10 @@ pub struct RegistrationConfig {
     pub expires: u32,
     /// Route set to reach the registrar (an outbound proxy), as name-addrs.
     pub route: Vec<String>,
+    /// RFC 5626 §4.1: our instance id (`urn:uuid:…`, the same across
+    /// restarts). With it the REGISTER asks for outbound: `+sip.instance`
+    /// and `reg-id=1` on the Contact, `Supported: outbound, path`.
+    pub instance: Option<String>,
 }
 
 /// Where a registration stands.
@@ -84,6 +88,8 @@ pub struct Registration {
     /// A Contact we registered before our public address changed: the next
     /// REGISTER removes it with `expires=0` (RFC 3261 §10.2.2).
     stale: Option<SipUri>,
+    /// The registrar supports RFC 5626 outbound (see [`Registration::outbound`]).
+    outbound: bool,
     /// The expiry the next REGISTER asks for.
     asking: u32,
     refresh_at: Option<Instant>,
@@ -103,6 +109,7 @@ impl Registration {
             state: RegState::Idle,
             contact: None,
             stale: None,
+            outbound: false,
             asking,
             refresh_at: None,
             expires_at: None,
@@ -124,6 +131,12 @@ impl Registration {
             RegState::Registered => self.refresh_at,
             _ => None,
         }
+    }
+
+    /// Whether the registrar's last 2xx said it supports outbound (RFC
+    /// 5626): the binding is then tied to our flow.
+    pub fn outbound(&self) -> bool {
+        self.outbound
     }
 
     /// The Contact we register (or last registered).
@@ -185,12 +198,20 @@ impl Registration {
         req.headers.push("Call-ID", self.call_id.clone());
         req.headers.push("CSeq", format!("{} REGISTER", self.cseq));
         if let Some(c) = &self.contact {
-            req.headers.push("Contact", format!("<{c}>"));
+            let value = match &self.cfg.instance {
+                // RFC 5626 §4.2.1: one flow per registration, reg-id 1.
+                Some(id) => format!("<{c}>;+sip.instance=\"<{id}>\";reg-id=1"),
+                None => format!("<{c}>"),
+            };
+            req.headers.push("Contact", value);
         }
         if let Some(old) = &self.stale
             && expires > 0
         {
             req.headers.push("Contact", format!("<{old}>;expires=0"));
+        }
+        if self.cfg.instance.is_some() {
+            req.headers.push("Supported", "outbound, path");
         }
         req.headers.push("Expires", expires.to_string());
         req.headers.push("Content-Length", "0");
@@ -223,6 +244,14 @@ impl Registration {
 
     fn on_success(&mut self, resp: &Response, now: Instant) -> RegOutcome {
         self.stale = None;
+        // RFC 5626 §4.2.1: a registrar doing outbound says so in the 2xx.
+        self.outbound = self.cfg.instance.is_some()
+            && ["Require", "Supported"].iter().any(|h| {
+                resp.headers
+                    .get_all(h)
+                    .flat_map(|v| v.split(','))
+                    .any(|t| t.trim().eq_ignore_ascii_case("outbound"))
+            });
         let bindings = self.bindings(resp);
         if self.state == RegState::Unregistering {
             self.state = RegState::Unregistered;
@@ -339,6 +368,7 @@ mod tests {
                 registrar: "sip:example.com".into(),
                 expires: 3600,
                 route: vec![],
+                instance: None,
             },
             "reg-callid-2@192.0.2.10".into(),
             "reg-tag".into(),
@@ -493,6 +523,48 @@ Content-Length: 0
         ));
         let refresh = r.register(public, "SIP/2.0/UDP 192.0.2.10;branch=z9hG4bK3");
         assert_eq!(refresh.headers.get_all("Contact").count(), 1);
+    }
+
+    #[test]
+    fn outbound_register_carries_instance_reg_id_and_supported_rfc5626_4_2_1() {
+        let mut cfg = reg().config().clone();
+        cfg.instance = Some("urn:uuid:00000000-0000-8000-8000-000000000001".into());
+        let mut r = Registration::new(cfg, "c@x".into(), "t".into());
+        let req = r.register(contact(), "SIP/2.0/UDP 192.0.2.10;branch=z9hG4bK1");
+        assert_eq!(
+            req.headers.get("Contact"),
+            Some(
+                "<sip:alice@192.0.2.10:5060>;+sip.instance=\"<urn:uuid:00000000-0000-8000-8000-000000000001>\";reg-id=1"
+            )
+        );
+        assert_eq!(req.headers.get("Supported"), Some("outbound, path"));
+        // A registrar without outbound: a plain registration.
+        let plain = response(
+            "SIP/2.0 200 OK\nVia: SIP/2.0/UDP 192.0.2.10;branch=z9hG4bK1\nFrom: <sip:alice@example.com>;tag=t\nTo: <sip:alice@example.com>;tag=x\nCall-ID: c@x\nCSeq: 1 REGISTER\nContact: <sip:alice@192.0.2.10:5060>;expires=3600\nContent-Length: 0\n\n",
+        );
+        assert!(matches!(
+            r.handle_response(&plain, Instant::now()),
+            RegOutcome::Registered { expires: 3600, .. }
+        ));
+        assert!(!r.outbound());
+        let req = r.register(contact(), "SIP/2.0/UDP 192.0.2.10;branch=z9hG4bK2");
+        let with_ob = response(&format!(
+            "SIP/2.0 200 OK\nVia: {}\nFrom: <sip:alice@example.com>;tag=t\nTo: <sip:alice@example.com>;tag=x\nCall-ID: c@x\nCSeq: 2 REGISTER\nRequire: outbound\nContact: <sip:alice@192.0.2.10:5060>;expires=3600\nContent-Length: 0\n\n",
+            req.headers.get("Via").unwrap()
+        ));
+        r.handle_response(&with_ob, Instant::now());
+        assert!(r.outbound(), "Require: outbound in the 2xx");
+    }
+
+    #[test]
+    fn without_an_instance_no_outbound_headers() {
+        let mut r = reg();
+        let req = r.register(contact(), "SIP/2.0/UDP 192.0.2.10;branch=z9hG4bK1");
+        assert_eq!(
+            req.headers.get("Contact"),
+            Some("<sip:alice@192.0.2.10:5060>")
+        );
+        assert_eq!(req.headers.get("Supported"), None);
     }
 
     #[test]

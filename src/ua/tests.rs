@@ -1588,6 +1588,7 @@ fn rport_in_the_register_response_moves_the_contact_and_removes_the_stale_bindin
         registrar: "sip:example.com".into(),
         expires: 600,
         route: Vec::new(),
+        instance: None,
     };
     ua.register(cfg, registrar, addr(A).ip(), now);
     let first = next_register(&mut ua, &mut events).expect("a REGISTER");
@@ -1657,6 +1658,7 @@ fn a_response_from_an_unnatted_registrar_changes_nothing_rfc3581_4() {
         registrar: "sip:example.com".into(),
         expires: 600,
         route: Vec::new(),
+        instance: None,
     };
     ua.register(cfg, registrar, addr(A).ip(), now);
     let first = next_register(&mut ua, &mut events).unwrap();
