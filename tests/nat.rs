@@ -482,3 +482,57 @@ fn after_the_nat_reboots_with_new_ports_the_phone_reregisters_and_is_reachable()
     assert_eq!(code, 0, "bob's call: {events:?}\n{stderr}\n{}", k.log());
     alice.wait_event("incoming", SECS);
 }
+
+#[test]
+fn the_interactive_phone_takes_stun_from_the_config_and_is_reachable_behind_nat() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let nat = Nat::build(NatOptions::default());
+    let _stun = Coturn::start(&nat.public, d);
+    let k = kamailio(&nat, false);
+    std::fs::write(d.join("alice.pass"), "pw-alice\n").unwrap();
+    let config = d.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[defaults]\nstun = \"{ip}:{STUN_PORT}\"\nkeepalive = 5\n\n\
+             [[account]]\nname = \"alice\"\naor = \"sip:alice@{ip}\"\n\
+             registrar = \"sip:{ip}:{SIP_PORT}\"\npassword_file = \"alice.pass\"\n",
+            ip = public_ip()
+        ),
+    )
+    .unwrap();
+    let script = [
+        "wait-for registered",
+        "wait-for incoming",
+        "answer",
+        "wait-for ended",
+    ];
+    let mut args = vec![
+        "--local-port".to_string(),
+        "0".into(),
+        "--null-audio".into(),
+        "--config".into(),
+        config.to_str().unwrap().into(),
+    ];
+    for c in script {
+        args.push("-e".into());
+        args.push(c.into());
+    }
+    let env = [(
+        "XDG_DATA_HOME".to_string(),
+        d.join("data").to_string_lossy().into_owned(),
+    )];
+    let mut phone = Sipline::spawn_in_netns(&nat.private.name, "phone", &strs(&args), &env);
+    let found = phone.wait_event("nat", SECS);
+    assert_eq!(found["behind_nat"], true, "{found}");
+    let public = found["public"].as_str().unwrap().to_string();
+    assert_eq!(
+        public_binding(&k, &nat, None),
+        format!("sip:alice@{public}")
+    );
+    let (code, events, stderr) = bob_calls_alice(&nat, d, &["--duration".into(), "1".into()]);
+    assert_eq!(code, 0, "bob's call: {events:?}\n{stderr}\n{}", k.log());
+    let (code, events) = phone.wait_exit(SECS);
+    assert_eq!(code, 0, "{events:?}\n{}", phone.stderr());
+}
