@@ -356,11 +356,12 @@ impl UserAgent {
                 .regs
                 .values()
                 .any(|r| SocketAddr::new(r.local_ip, self.cfg.local_port) == addr);
-        self.public_sip = Some(addr);
         if local_only {
-            // Seen from outside exactly as we are inside: no NAT.
+            // Seen from outside exactly as we are inside: no NAT, and the
+            // Contact keeps following the local address of each route.
             return;
         }
+        self.public_sip = Some(addr);
         self.emit(UaEvent::Nat(NatEvent::PublicAddressChanged {
             previous,
             current: addr,

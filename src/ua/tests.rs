@@ -1665,6 +1665,7 @@ fn a_response_from_an_unnatted_registrar_changes_nothing_rfc3581_4() {
     ua.handle_datagram(&register_ok(&first, addr(A)), registrar, addr(A).ip(), now);
     assert!(next_register(&mut ua, &mut events).is_none());
     assert!(!has(&events, |e| matches!(e, UaEvent::Nat(_))));
+    assert_eq!(ua.public_address(), None);
 }
 
 #[test]
