@@ -23,8 +23,13 @@ fn loopback(args: &[&str]) -> (i32, Value) {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let mut all = vec!["loopback", "--null-audio"];
     all.extend_from_slice(args);
+    let duration = args
+        .iter()
+        .position(|a| *a == "--duration")
+        .and_then(|i| args.get(i + 1)?.parse::<u64>().ok())
+        .unwrap_or(0);
     let mut p = Sipline::spawn("loopback", &all, &[]);
-    let (code, events) = p.wait_exit(WAIT);
+    let (code, events) = p.wait_exit(WAIT + Duration::from_secs(duration));
     let report = events
         .iter()
         .find(|e| e["event"] == "loopback_report")
@@ -51,11 +56,13 @@ fn pcmu_without_impairment_has_mouth_to_ear_delay_under_80_ms_and_mos_above_4_1(
         // The jitter buffer at its lower bound plus the tick phase between
         // the two user agents.
         assert!((10.0..80.0).contains(&delay), "{dir} delay {delay}: {d}");
-        // Without a network delay, the measured delay is the buffer's own.
+        // Without a network delay, the delay measured over the last second
+        // is the buffer's own at the end.
         let buffer = num(d, "jitter_buffer_ms");
+        let end = num(d, "delay_end_ms");
         assert!(
-            (delay - buffer).abs() < 10.0,
-            "{dir}: measured {delay}, buffer {buffer}"
+            (end - buffer).abs() < 10.0,
+            "{dir}: measured {end} at the end, buffer {buffer}"
         );
         assert!(num(d, "mos") > 4.1, "{dir}: {d}");
         assert_eq!(num(d, "packets_lost"), 0.0, "{dir}: {d}");
@@ -119,7 +126,7 @@ fn jitter_40_reorder_5_loses_no_frame_to_late_arrival_and_buffers_under_120_ms()
         "--reorder",
         "5",
         "--duration",
-        "5",
+        "10",
         "--seed",
         "3",
     ]);
@@ -127,7 +134,12 @@ fn jitter_40_reorder_5_loses_no_frame_to_late_arrival_and_buffers_under_120_ms()
     let mut reordered = 0.0;
     for dir in DIRECTIONS {
         let d = &r[dir];
-        assert_eq!(num(d, "late_packets"), 0.0, "{dir}: {d}");
+        // Once the buffer has adapted (the report's early look, 5 s in),
+        // no packet arrives too late; before, a few may.
+        assert_eq!(num(d, "early_at_s"), 5.0, "{dir}: {d}");
+        let late_after = num(d, "late_packets") - num(d, "late_packets_early");
+        assert_eq!(late_after, 0.0, "{dir}: late after adapting: {d}");
+        assert!(num(d, "late_packets") <= 5.0, "{dir}: {d}");
         assert_eq!(num(d, "packets_lost"), 0.0, "{dir}: {d}");
         let buffer = num(d, "jitter_buffer_ms");
         assert!(buffer > 0.0 && buffer < 120.0, "{dir} buffer {buffer}: {d}");
@@ -140,7 +152,7 @@ fn jitter_40_reorder_5_loses_no_frame_to_late_arrival_and_buffers_under_120_ms()
         assert!(num(d, "jitter_ms") > 1.0, "{dir}: {d}");
         reordered += num(d, "network_reordered");
     }
-    assert!(reordered > 0.0, "5 % of 500 packets reordered: {r}");
+    assert!(reordered > 0.0, "5 % of 1000 packets reordered: {r}");
 }
 
 #[test]
@@ -183,6 +195,35 @@ fn min_mos_above_what_g711_can_reach_exits_8() {
     // The same call with a reachable threshold passes.
     let (code, r) = loopback(&["--min-mos", "4.0", "--seed", "1"]);
     assert_eq!(code, 0, "{r}");
+}
+
+/// Issue requirement: a 2-minute loopback with ±0.1 % clock drift ends
+/// with the same jitter-buffer delay (within 20 ms) as after 10 s. One run
+/// covers both signs: the caller's clock runs 0.1 % fast, so the callee
+/// hears a fast sender and the caller a slow one.
+#[test]
+fn two_minutes_of_0_1_percent_drift_keep_the_buffer_delay_of_the_first_10_s() {
+    let (code, r) = loopback(&["--drift", "0.1", "--duration", "120", "--seed", "7"]);
+    assert_eq!(code, 0, "{r}");
+    for dir in DIRECTIONS {
+        let d = &r[dir];
+        assert_eq!(num(d, "early_at_s"), 10.0, "{dir}: {d}");
+        let early = num(d, "jitter_buffer_early_ms");
+        let end = num(d, "jitter_buffer_ms");
+        assert!(
+            (end - early).abs() <= 20.0,
+            "{dir}: {early} ms at 10 s, {end} ms at the end: {d}"
+        );
+        // The buffer absorbed the drift by adapting, without losing frames
+        // to lateness or concealing more than a handful.
+        assert!(
+            num(d, "jitter_grown") + num(d, "jitter_shrunk") > 0.0,
+            "{dir}: {d}"
+        );
+        assert_eq!(num(d, "late_packets"), 0.0, "{dir}: {d}");
+        assert!(num(d, "concealed_frames") <= 3.0, "{dir}: {d}");
+        assert!(num(d, "mos") > 4.1, "{dir}: {d}");
+    }
 }
 
 #[test]

@@ -230,3 +230,81 @@ fn unknown_output_device_makes_call_exit_7_before_sending_anything() {
         call.stderr()
     );
 }
+
+/// `loopback --device`: the caller speaks from the (virtual) microphone, a
+/// 600 Hz tone, through the emulated network, and the callee plays it on
+/// the (virtual) speaker; the report still measures both directions.
+#[test]
+fn loopback_device_plays_the_microphone_through_the_call_on_the_speaker() {
+    let card = alsa::VirtualCard::new();
+    let played = card.dir().join("played.raw");
+    let mic = card.dir().join("mic.fifo");
+    alsa::make_fifo(&mic);
+    let tone = alsa::sine(
+        alsa::CARD_RATE,
+        600.0,
+        0.4 * 32767.0,
+        alsa::CARD_RATE as usize * 8,
+    );
+    let feeder = alsa::FifoFeeder::start(&mic, alsa::to_s16le(&tone));
+    let env = env_strings(&card.env(&alsa::paced_writer_command(&played, "alsa_pacer"), &mic));
+    let mut lb = Sipline::spawn(
+        "loopback",
+        &[
+            "loopback",
+            "--device",
+            "--duration",
+            "3",
+            "--loss",
+            "2",
+            "--seed",
+            "3",
+        ],
+        &env,
+    );
+    let (code, events) = lb.wait_exit(LIMIT);
+    assert_exit(&lb, code, 0, &events);
+    drop(feeder);
+    let report = events
+        .iter()
+        .find(|e| e["event"] == "loopback_report")
+        .expect("a loopback_report");
+    assert!(
+        report["playback"]
+            .as_str()
+            .unwrap_or("")
+            .contains("microphone"),
+        "{report}"
+    );
+    // The other direction still carries the test signal and passed.
+    assert_eq!(report["callee_to_caller"]["signal_ok"], true, "{report}");
+    wait_until_stable(&played);
+    let samples = alsa::read_s16le(&played);
+    let span = alsa::active_span(&samples, 2000)
+        .unwrap_or_else(|| panic!("nothing reached the speaker\n{}", lb.stderr()));
+    assert!(
+        span.len() > 2 * alsa::CARD_RATE as usize,
+        "only {} samples of tone",
+        span.len()
+    );
+    let mid = span.start + span.len() / 2;
+    let f = alsa::dominant_frequency(&samples[mid - 12_000..mid + 12_000], alsa::CARD_RATE);
+    assert!((f - 600.0).abs() <= 20.0, "dominant {f} Hz");
+}
+
+/// Without a sound card, `loopback --device` is an audio error (exit 7)
+/// that says so, rather than a silent run.
+#[test]
+fn loopback_device_without_a_sound_card_exits_7() {
+    let card = alsa::VirtualCard::without_devices();
+    let env = env_strings(&card.env("/dev/null", Path::new("/dev/zero")));
+    let mut lb = Sipline::spawn(
+        "loopback",
+        &["loopback", "--device", "--duration", "1"],
+        &env,
+    );
+    let (code, events) = lb.wait_exit(LIMIT);
+    assert_exit(&lb, code, 7, &events);
+    let stderr = lb.stderr();
+    assert!(stderr.contains("no usable sound card"), "{stderr}");
+}

@@ -297,8 +297,15 @@ pub struct LoopbackArgs {
     #[arg(long, default_value = "pcmu")]
     pub codec: CodecArg,
     /// Do not play the received audio on the sound card.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "device")]
     pub null_audio: bool,
+    /// Listen to the effect: the caller speaks from this device's
+    /// microphone (instead of the test signal) and the callee plays what it
+    /// hears on its speaker ("default" when no name is given). The
+    /// caller -> callee direction is measured against what the microphone
+    /// picked up; the other direction still carries the test signal.
+    #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = "default")]
+    pub device: Option<String>,
     /// Emulated packet loss in each direction, in percent (random, or in
     /// bursts with --loss-burst).
     #[arg(long, value_name = "PCT", default_value_t = 0.0, value_parser = percent)]

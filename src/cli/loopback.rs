@@ -25,14 +25,15 @@ use super::args::LoopbackArgs;
 use super::events::{Emitter, describe_end};
 use super::exit::Exit;
 use crate::media::audio::{
-    AudioError, AudioFormat, AudioSink, AudioSource, DeviceChoice, open_playback_detailed,
+    AudioError, AudioFormat, AudioSink, AudioSource, DeviceChoice, open_capture_detailed,
+    open_playback_detailed,
 };
 use crate::media::codec::CodecKind;
 use crate::media::codec::opus::OpusConfig;
 use crate::media::netem::{MAX_HOLD, Netem, NetemConfig, NetemStats};
 use crate::media::quality;
 use crate::media::session::MediaStats;
-use crate::media::signal::{ChirpSequence, find_delay, rms_dbfs};
+use crate::media::signal::{ChirpSequence, DelayMatch, find_delay, rms_dbfs};
 use crate::sip::Uri;
 use crate::transaction::TimerConfig;
 use crate::ua::driver::random_seed;
@@ -127,6 +128,21 @@ impl AudioSource for SignalSource {
     }
 }
 
+/// A microphone that keeps what it captured (`--device`).
+struct TapSource {
+    inner: Box<dyn AudioSource>,
+    sent: Shared,
+}
+
+impl AudioSource for TapSource {
+    fn read_frame(&mut self, out: &mut [i16]) {
+        self.inner.read_frame(out);
+        if let Ok(mut r) = self.sent.lock() {
+            r.push(out);
+        }
+    }
+}
+
 /// A sink that keeps what it receives (and optionally passes it on).
 struct CaptureSink {
     heard: Shared,
@@ -170,7 +186,9 @@ pub struct NetworkReport {
 #[derive(Debug, Serialize)]
 pub struct DirectionReport {
     /// Mouth-to-ear delay over the whole call (after the first
-    /// `search` window), in ms; `null` if the signal was not found.
+    /// `search` window; the mean over 1 s pieces when 2 s or more are
+    /// analysed),
+    /// in ms; `null` if the signal was not found.
     pub delay_ms: Option<f64>,
     /// The same over the first and the last second analysed.
     pub delay_start_ms: Option<f64>,
@@ -182,6 +200,15 @@ pub struct DirectionReport {
     /// delay it was aiming at then.
     pub jitter_buffer_ms: f64,
     pub jitter_target_ms: f64,
+    /// Seconds into the call of the early look at the receiver (half the
+    /// call, at most 10 s; calls of 4 s or more): once its buffer adapted.
+    pub early_at_s: Option<f64>,
+    /// The jitter-buffer delay then: against `jitter_buffer_ms`, whether
+    /// the buffer grew or shrank over the call (clock drift).
+    pub jitter_buffer_early_ms: Option<f64>,
+    /// Late packets until then: `late_packets` minus this is what arrived
+    /// too late once the buffer had adapted.
+    pub late_packets_early: Option<u64>,
     /// Frames the adaptive jitter buffer grew and shrank by.
     pub jitter_grown: u64,
     pub jitter_shrunk: u64,
@@ -353,6 +380,8 @@ struct Direction<'a> {
     heard: &'a Recording,
     sender: &'a MediaStats,
     receiver: &'a MediaStats,
+    /// The receiver's statistics at the early look, and when it was.
+    receiver_early: Option<(f64, MediaStats)>,
     network: NetemStats,
     net: &'a NetemConfig,
     codec: CodecKind,
@@ -370,6 +399,43 @@ fn signed_ms(a: Instant, b: Instant) -> f64 {
     }
 }
 
+/// The received audio is matched piece by piece: the delay moves by a
+/// frame whenever the adaptive buffer grows, shrinks, or absorbs clock
+/// drift, and a single lag cannot match audio on both sides of a step.
+const SEGMENT: Duration = Duration::from_secs(1);
+
+/// The sent signal found in `heard[window]`: in one piece when the window
+/// is shorter than two segments, else segment by segment, giving the mean
+/// delay of the segments found and their mean score (a segment where the
+/// signal was not found counts as a score of 0).
+fn match_segments(
+    sent: &[i16],
+    heard: &[i16],
+    window: std::ops::Range<usize>,
+    max_delay: usize,
+    segment: usize,
+) -> Option<DelayMatch> {
+    if segment == 0 || window.len() < 2 * segment {
+        return find_delay(sent, heard, window, max_delay);
+    }
+    let (mut pieces, mut found, mut delay, mut score) = (0u32, 0u32, 0.0, 0.0);
+    let mut start = window.start;
+    while start + segment / 2 <= window.end {
+        let end = (start + segment).min(window.end);
+        pieces += 1;
+        if let Some(m) = find_delay(sent, heard, start..end, max_delay) {
+            found += 1;
+            delay += m.delay_samples;
+            score += m.score;
+        }
+        start = end;
+    }
+    (found > 0).then(|| DelayMatch {
+        delay_samples: delay / f64::from(found),
+        score: score / f64::from(pieces),
+    })
+}
+
 fn analyse(d: Direction<'_>) -> DirectionReport {
     let rate = f64::from(d.sent.rate.max(1));
     let max_delay = (search_bound(d.net).as_secs_f64() * rate) as usize;
@@ -383,8 +449,9 @@ fn analyse(d: Direction<'_>) -> DirectionReport {
     };
     let to_ms = |samples: f64| samples / rate * 1000.0 + offset_ms;
     let measurable = heard.len() >= max_delay + edge / 2;
+    let segment = (SEGMENT.as_secs_f64() * rate) as usize;
     let whole = measurable
-        .then(|| find_delay(sent, heard, max_delay..heard.len(), max_delay))
+        .then(|| match_segments(sent, heard, max_delay..heard.len(), max_delay, segment))
         .flatten();
     let start = measurable
         .then(|| find_delay(sent, heard, max_delay..max_delay + edge, max_delay))
@@ -431,6 +498,9 @@ fn analyse(d: Direction<'_>) -> DirectionReport {
         playout_delay_ms: delay_ms.map(|dl| dl - network_delay_ms),
         network_delay_ms,
         jitter_buffer_ms: r.jitter_buffer_ms,
+        early_at_s: d.receiver_early.as_ref().map(|e| e.0),
+        jitter_buffer_early_ms: d.receiver_early.as_ref().map(|e| e.1.jitter_buffer_ms),
+        late_packets_early: d.receiver_early.as_ref().map(|e| e.1.late),
         jitter_target_ms: r.jitter_target_ms,
         jitter_grown: r.jitter_grown,
         jitter_shrunk: r.jitter_shrunk,
@@ -521,9 +591,41 @@ pub async fn run(args: LoopbackArgs, emit: Emitter) -> Exit {
                 return Exit::Network;
             }
         };
+    // --device: the caller speaks from the microphone and the callee plays
+    // on the speaker; both must open, since the user asked for them.
+    let mut microphone: Option<Box<dyn AudioSource>> = None;
+    let mut device_speaker: Option<Box<dyn AudioSink>> = None;
+    if let Some(name) = &args.device {
+        let choice: DeviceChoice = name.parse().unwrap_or(DeviceChoice::Default);
+        let mic = open_capture_detailed(&choice, format);
+        let speaker = open_playback_detailed(&choice, format);
+        match (mic, speaker) {
+            (Ok(m), Ok(s)) if m.fallback.is_none() && s.fallback.is_none() => {
+                microphone = Some(m.endpoint);
+                device_speaker = Some(s.endpoint);
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!("loopback --device {name}: {e}");
+                return Exit::Audio;
+            }
+            (Ok(m), Ok(s)) => {
+                let why = m.fallback.or(s.fallback).map(|e| e.to_string());
+                tracing::error!(
+                    "loopback --device {name}: no usable sound card ({})",
+                    why.unwrap_or_default()
+                );
+                return Exit::Audio;
+            }
+        }
+    }
     let relay = tokio::spawn(relay(caller_tapped, callee_tapped, forward, backward));
     // The callee plays what it hears on the sound card when there is one.
-    let (speaker, playback) = if args.null_audio {
+    let (speaker, playback) = if let (Some(name), Some(s)) = (&args.device, device_speaker) {
+        (
+            Some(s),
+            format!("device {name} (the caller speaks from its microphone)"),
+        )
+    } else if args.null_audio {
         (None, "off (--null-audio)".to_string())
     } else {
         match open_playback_detailed(&DeviceChoice::Default, format) {
@@ -562,18 +664,19 @@ pub async fn run(args: LoopbackArgs, emit: Emitter) -> Exit {
         ),
     );
     let started = Instant::now();
-    let call = match caller
-        .dial(
-            &target,
-            endpoint(
-                CALLER_SIGNAL,
-                caller_sent.clone(),
-                caller_heard.clone(),
-                None,
-            ),
-        )
-        .await
-    {
+    let mut caller_io = endpoint(
+        CALLER_SIGNAL,
+        caller_sent.clone(),
+        caller_heard.clone(),
+        None,
+    );
+    if let Some(mic) = microphone {
+        caller_io.source = Box::new(TapSource {
+            inner: mic,
+            sent: caller_sent.clone(),
+        });
+    }
+    let call = match caller.dial(&target, caller_io).await {
         Ok(c) => c,
         Err(e) => {
             tracing::error!("{e}");
@@ -588,11 +691,28 @@ pub async fn run(args: LoopbackArgs, emit: Emitter) -> Exit {
     let mut callee_stats: Option<MediaStats> = None;
     let mut caller_end = None;
     let mut callee_done = false;
+    let mut callee_call = None;
+    // Calls of 4 s or more look at both receivers once their buffers have
+    // adapted (half the call, at most 10 s in), to compare with the end.
+    let early_after = Duration::from_secs_f64((args.duration / 2.0).min(10.0));
+    let mut sample_at: Option<Instant> = None;
+    let mut early: (Option<MediaStats>, Option<MediaStats>) = (None, None);
     while caller_end.is_none() || !callee_done {
         let wake = hangup_at.unwrap_or(give_up).min(give_up);
+        let sample_wake = sample_at.unwrap_or(give_up);
         tokio::select! {
+            _ = tokio::time::sleep_until(sample_wake.into()), if sample_at.is_some() => {
+                sample_at = None;
+                let caller_now = caller.stats(call).await;
+                let callee_now = match callee_call {
+                    Some(c) => callee.stats(c).await,
+                    None => None,
+                };
+                early = (callee_now, caller_now);
+            }
             Some(ev) = callee_events.recv() => match ev {
                 PhoneEvent::Ua(UaEvent::IncomingCall { call, .. }) => {
+                    callee_call = Some(call);
                     let io = endpoint(CALLEE_SIGNAL, callee_sent.clone(), callee_heard.clone(), speaker.take());
                     if let Err(e) = callee.answer(call, io).await {
                         tracing::error!("callee cannot answer: {e}");
@@ -608,6 +728,9 @@ pub async fn run(args: LoopbackArgs, emit: Emitter) -> Exit {
                 PhoneEvent::Ua(UaEvent::Answered { .. }) => {
                     setup = Some(started.elapsed());
                     hangup_at = Some(Instant::now() + Duration::from_secs_f64(args.duration.max(0.0)));
+                    if args.duration >= 4.0 {
+                        sample_at = Some(Instant::now() + early_after);
+                    }
                 }
                 PhoneEvent::CallEnded { reason, stats, .. } => {
                     caller_stats = stats;
@@ -649,6 +772,7 @@ pub async fn run(args: LoopbackArgs, emit: Emitter) -> Exit {
         heard: &b_heard,
         sender: &a,
         receiver: &b,
+        receiver_early: early.0.map(|s| (early_after.as_secs_f64(), s)),
         network: forward_net,
         net: &forward_cfg,
         codec,
@@ -658,6 +782,7 @@ pub async fn run(args: LoopbackArgs, emit: Emitter) -> Exit {
         heard: &a_heard,
         sender: &b,
         receiver: &a,
+        receiver_early: early.1.map(|s| (early_after.as_secs_f64(), s)),
         network: backward_net,
         net: &backward_cfg,
         codec,
@@ -689,7 +814,10 @@ fn build_report(
         ("caller -> callee", &forward),
         ("callee -> caller", &backward),
     ] {
-        if !d.signal_ok {
+        // With --device the caller sends whatever the microphone picks up
+        // (maybe silence): only the test signal's direction must match.
+        let microphone = args.device.is_some() && name == "caller -> callee";
+        if !d.signal_ok && !microphone {
             failures.push(format!(
                 "{name}: the test signal did not arrive (match {} below {MIN_MATCH} or level off by more than {LEVEL_TOLERANCE_DB} dB)",
                 d.match_score.map_or("none".into(), |s| format!("{s:.2}"))
@@ -757,8 +885,8 @@ fn human_direction(name: &str, d: &DirectionReport) -> String {
     format!(
         "  {name}:\n    mouth-to-ear delay  {} (first second {}, last second {})\n    \
          playout delay       {} (network added {:.1} ms on average, {:.1} ms at most)\n    \
-         jitter buffer       {:.1} ms at the end (target {:.1} ms; grew {} frames, shrank {})\n    \
-         packets             sent {}, received {}, lost {} ({:.1} %), late {}, duplicates {}\n    \
+         jitter buffer       {:.1} ms at the end{} (target {:.1} ms; grew {} frames, shrank {})\n    \
+         packets             sent {}, received {}, lost {} ({:.1} %), late {}{}, duplicates {}\n    \
          network emulator    dropped {}, reordered {}\n    \
          concealed frames    {}, recovered by FEC {} (effective loss {:.1} %)\n    \
          jitter (RFC 3550)   {:.1} ms\n    \
@@ -771,6 +899,10 @@ fn human_direction(name: &str, d: &DirectionReport) -> String {
         d.network_delay_ms,
         d.network_max_delay_ms,
         d.jitter_buffer_ms,
+        match (d.early_at_s, d.jitter_buffer_early_ms) {
+            (Some(t), Some(b)) => format!(", {b:.1} ms {t:.0} s in"),
+            _ => String::new(),
+        },
         d.jitter_target_ms,
         d.jitter_grown,
         d.jitter_shrunk,
@@ -779,6 +911,13 @@ fn human_direction(name: &str, d: &DirectionReport) -> String {
         d.packets_lost,
         d.loss_percent,
         d.late_packets,
+        match (d.early_at_s, d.late_packets_early) {
+            (Some(t), Some(l)) => format!(
+                " ({} after the first {t:.0} s)",
+                d.late_packets.saturating_sub(l)
+            ),
+            _ => String::new(),
+        },
         d.duplicates,
         d.network_dropped,
         d.network_reordered,
@@ -886,6 +1025,7 @@ mod tests {
             heard: &heard,
             sender: &MediaStats::default(),
             receiver: &receiver,
+            receiver_early: None,
             network: NetemStats::default(),
             net: &net,
             codec: CodecKind::Pcmu,
@@ -902,6 +1042,28 @@ mod tests {
     }
 
     #[test]
+    fn a_delay_that_steps_mid_call_is_matched_piece_by_piece() {
+        // 30 s of test signal heard 40 ms late for 15 s, then 60 ms late
+        // (a buffer that stretched one frame to absorb clock drift).
+        let rate = 8000;
+        let mut sent = vec![0i16; rate * 30];
+        ChirpSequence::new(CALLER_SIGNAL, AMPLITUDE, rate as u32).fill(&mut sent);
+        let mut heard = vec![0i16; rate * 30];
+        for (j, h) in heard.iter_mut().enumerate() {
+            let lag = if j < rate * 15 { 320 } else { 480 };
+            *h = j.checked_sub(lag).map_or(0, |i| sent[i]);
+        }
+        let window = 1600..heard.len();
+        let segment = rate * 5;
+        let m = match_segments(&sent, &heard, window.clone(), 1600, segment).expect("found");
+        assert!(m.score > 0.9, "{m:?}");
+        assert!((m.delay_samples - 400.0).abs() < 40.0, "{m:?}");
+        // In one piece, the step costs the match half its score.
+        let one = find_delay(&sent, &heard, window, 1600).expect("found");
+        assert!(one.score < 0.8, "{one:?}");
+    }
+
+    #[test]
     fn silence_received_fails_the_signal_check_and_min_mos_needs_a_mos() {
         let t0 = Instant::now();
         let mut sent = vec![0; 8000 * 2];
@@ -915,6 +1077,7 @@ mod tests {
             heard: &heard,
             sender: &nothing,
             receiver: &nothing,
+            receiver_early: None,
             network: NetemStats::default(),
             net: &net,
             codec: CodecKind::Pcmu,
