@@ -196,7 +196,8 @@ fn an_unreachable_or_unresolvable_server_is_a_network_error() {
         stderr.contains("no answer from the STUN server 198.51.100.80:3478"),
         "{stderr}"
     );
-    // No DNS server is reachable from inside the namespaces.
+    // Inside the namespaces names resolve only from /etc/hosts and a
+    // resolv.conf naming the namespace's own loopback (netns.rs).
     let (out, _) = nat_check(&nat.private, &["--stun", "stun.example.invalid:3478"]);
     assert_eq!(out.status.code(), Some(6), "{}", show(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);

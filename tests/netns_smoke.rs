@@ -167,6 +167,22 @@ fn drop_deletes_the_namespaces_also_on_panic() {
 }
 
 #[test]
+fn programs_inside_cannot_reach_the_machines_resolver() {
+    let nat = Nat::build(NatOptions::default());
+    let etc = format!("/etc/netns/{}", nat.private.name);
+    assert!(std::path::Path::new(&etc).join("resolv.conf").exists());
+    let resolv = nat.private.run_cmd("cat", &["/etc/resolv.conf"]);
+    assert_eq!(resolv, "nameserver 127.0.0.1\n");
+    let nss = nat.private.run_cmd("cat", &["/etc/nsswitch.conf"]);
+    assert_eq!(nss, "hosts: files dns\n");
+    drop(nat);
+    assert!(
+        !std::path::Path::new(&etc).exists(),
+        "{etc} removed by Drop"
+    );
+}
+
+#[test]
 fn namespaces_of_a_dead_test_process_are_deleted_by_the_next_build() {
     // PIDs above the kernel's pid_max (at most 2^22) never exist.
     let stale = "sl9999999n0r";

@@ -118,8 +118,14 @@ pub fn split_host_port(given: &str) -> Result<(String, u16), NatCheckError> {
     if let Ok(sa) = given.parse::<SocketAddr>() {
         return Ok((sa.ip().to_string(), sa.port()));
     }
+    if let Some(inner) = given.strip_prefix('[').and_then(|g| g.strip_suffix(']')) {
+        return inner
+            .parse::<std::net::Ipv6Addr>()
+            .map(|ip| (ip.to_string(), STUN_PORT))
+            .map_err(|_| bad("not an IPv6 address in brackets"));
+    }
     if given.starts_with('[') {
-        return Err(bad("an IPv6 address in brackets needs a port: [IP]:PORT"));
+        return Err(bad("expected [IPv6] or [IPv6]:PORT"));
     }
     match given.rsplit_once(':') {
         Some((host, port)) if !host.contains(':') => {
@@ -350,13 +356,15 @@ mod tests {
         assert_eq!(ok("198.51.100.70:3479"), ("198.51.100.70".into(), 3479));
         assert_eq!(ok("::1"), ("::1".into(), 3478));
         assert_eq!(ok("[::1]:5000"), ("::1".into(), 5000));
+        assert_eq!(ok("[::1]"), ("::1".into(), 3478));
         for bad in [
             "",
             "host:",
             "host:0",
             "host:99999",
             ":3478",
-            "[::1]",
+            "[x]",
+            "[::1]:",
             "a:b:c",
         ] {
             assert!(

@@ -26,6 +26,15 @@
 //! RFC 5780 behaviour discovery needs a STUN server with two IP addresses.
 //! `lo` is up in every namespace; `ip_forward` is enabled in the router only.
 //!
+//! # Name resolution
+//!
+//! `ip netns exec NS` bind-mounts the files of `/etc/netns/NS/` over `/etc/`.
+//! [`Nat::build`] writes a `resolv.conf` there naming `127.0.0.1` (the
+//! namespace's own loopback, where nothing answers) and an `nsswitch.conf`
+//! with `hosts: files dns`, so a program run inside can never reach the
+//! machine's resolver (not even through a local daemon's unix socket): a
+//! name that is not in `/etc/hosts` fails at once.
+//!
 //! # Names and teardown
 //!
 //! Namespace names are `sl<pid>n<counter>{p,r,u}` (private, router, public),
@@ -194,6 +203,7 @@ impl Nat {
         for ns in [&nat.private, &nat.router, &nat.public] {
             ip(&["netns", "add", &ns.name]);
             ip(&["-n", &ns.name, "link", "set", "lo", "up"]);
+            write_etc(&ns.name);
         }
         let (p, r, u) = (&nat.private.name, &nat.router.name, &nat.public.name);
         // Private host eth0 <-> router lan0.
@@ -301,12 +311,30 @@ impl Drop for Nat {
         for ns in [&self.private, &self.router, &self.public] {
             // Errors are ignored: a namespace that a failed build never
             // created is simply absent.
-            let _ = Command::new("ip")
-                .args(["netns", "del", &ns.name])
-                .stderr(std::process::Stdio::null())
-                .status();
+            delete_netns(&ns.name);
         }
     }
+}
+
+/// The `/etc/netns/NAME/` files of the "Name resolution" section.
+fn write_etc(name: &str) {
+    let dir = std::path::PathBuf::from(format!("/etc/netns/{name}"));
+    let made = std::fs::create_dir_all(&dir)
+        .and_then(|_| std::fs::write(dir.join("resolv.conf"), "nameserver 127.0.0.1\n"))
+        .and_then(|_| std::fs::write(dir.join("nsswitch.conf"), "hosts: files dns\n"));
+    if let Err(e) = made {
+        panic!("writing {dir:?}: {e} (the NAT test harness needs root)");
+    }
+}
+
+/// Deletes a namespace and its `/etc/netns` files; errors are ignored (a
+/// failed build may not have made them).
+fn delete_netns(name: &str) {
+    let _ = Command::new("ip")
+        .args(["netns", "del", name])
+        .stderr(std::process::Stdio::null())
+        .status();
+    let _ = std::fs::remove_dir_all(format!("/etc/netns/{name}"));
 }
 
 /// Lists the names of the machine's named namespaces (`ip netns list`).
@@ -335,10 +363,7 @@ fn reap_stale() {
         if let Some(pid) = owner_pid(&name)
             && !std::path::Path::new(&format!("/proc/{pid}")).exists()
         {
-            let _ = Command::new("ip")
-                .args(["netns", "del", &name])
-                .stderr(std::process::Stdio::null())
-                .status();
+            delete_netns(&name);
         }
     }
 }
