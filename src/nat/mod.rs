@@ -59,11 +59,15 @@ pub async fn discover(
     }
 }
 
-/// How long the start-up Binding request on the SIP socket, and the one
-/// on each call's RTP socket, may take: RFC 8489 §6.2.1's full schedule
-/// lasts 39.5 s, too long to hold up a call; this covers the first five
-/// requests (0, 0.5, 1.5, 3.5 and 7.5 s).
+/// How long the start-up Binding request on the SIP socket may take: RFC
+/// 8489 §6.2.1's full schedule lasts 39.5 s, too long to hold up the
+/// start; this covers the first five requests (0, 0.5, 1.5, 3.5, 7.5 s).
 pub const DISCOVERY_LIMIT: Duration = Duration::from_secs(8);
+
+/// The same for each call's RTP and RTCP sockets, asked while the call
+/// is being set up (the driver waits): a server that answered at start-up
+/// answers at once; 2 s covers three requests (0, 0.5 and 1.5 s).
+pub const MEDIA_DISCOVERY_LIMIT: Duration = Duration::from_secs(2);
 
 /// NAT settings of a phone.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -359,6 +359,7 @@ impl Phone {
             opus: cfg.opus,
             keepalive: KeepAlive::new(Duration::ZERO, ua_cfg.seed ^ 0x4b41),
             stun_server: None,
+            media_stun: None,
             rtp_tap: tap,
         };
         let task = tokio::spawn(driver.run());
@@ -759,6 +760,10 @@ struct Driver {
     keepalive: KeepAlive,
     /// The STUN server, also asked for each call's RTP/RTCP mapping.
     stun_server: Option<SocketAddr>,
+    /// Where each call's RTP/RTCP sockets are mapped: the STUN server, once
+    /// the start-up request showed we are behind a NAT; cleared after a
+    /// failure so that later calls are not held up.
+    media_stun: Option<SocketAddr>,
     /// Outgoing media goes here instead of the socket, when set.
     rtp_tap: Option<RtpTap>,
 }
@@ -888,6 +893,7 @@ impl Driver {
             && behind_nat == Some(true)
         {
             self.ua.learn_public_address(p, NatSource::Stun, now);
+            self.media_stun = Some(server);
         }
         Some(NatEvent::Discovered {
             local,
@@ -1213,7 +1219,7 @@ impl Driver {
             rtcp_port,
             ..self.template.clone()
         };
-        if let Some(server) = self.stun_server {
+        if let Some(server) = self.media_stun {
             self.map_media(server, &socket, rtcp_socket.as_ref(), &mut local)
                 .await;
         }
@@ -1239,11 +1245,15 @@ impl Driver {
         rtcp: Option<&UdpSocket>,
         local: &mut LocalMedia,
     ) {
-        use crate::nat::{DISCOVERY_LIMIT, discover, stun::DEFAULT_RTO};
-        let rtp_public = match discover(rtp, server, DEFAULT_RTO, DISCOVERY_LIMIT).await {
+        use crate::nat::{MEDIA_DISCOVERY_LIMIT, discover, stun::DEFAULT_RTO};
+        let rtp_public = match discover(rtp, server, DEFAULT_RTO, MEDIA_DISCOVERY_LIMIT).await {
             Ok(a) => SocketAddr::new(canonical_ip(a.ip()), a.port()),
             Err(e) => {
-                tracing::warn!("RTP port mapping: {e}; the SDP names the local address");
+                tracing::warn!(
+                    "RTP port mapping: {e}; the SDP names the local address, \
+                     and later calls do not ask again"
+                );
+                self.media_stun = None;
                 return;
             }
         };
@@ -1251,7 +1261,9 @@ impl Driver {
             return;
         }
         let rtcp_public = match rtcp {
-            Some(s) => discover(s, server, DEFAULT_RTO, DISCOVERY_LIMIT).await.ok(),
+            Some(s) => discover(s, server, DEFAULT_RTO, MEDIA_DISCOVERY_LIMIT)
+                .await
+                .ok(),
             None => None,
         };
         tracing::info!(
