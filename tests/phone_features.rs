@@ -98,6 +98,7 @@ impl TestPhone {
             },
             codecs: vec![CodecKind::Pcmu],
             rtp_timeout: None,
+            media_keepalive: None,
             jitter_buffer: Default::default(),
             opus: Default::default(),
             rtcp: Default::default(),

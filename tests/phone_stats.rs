@@ -27,6 +27,7 @@ fn config(user: &str, seed: u64) -> PhoneConfig {
         },
         codecs: vec![CodecKind::Pcmu],
         rtp_timeout: None,
+        media_keepalive: None,
         jitter_buffer: Default::default(),
         opus: Default::default(),
         rtcp: RtcpOptions {

@@ -47,6 +47,9 @@ pub enum Command {
     Loopback(LoopbackArgs),
     /// Register an account and stay registered until Ctrl-C.
     Register(RegisterArgs),
+    /// Ask a STUN server for our public address and how the NAT behaves
+    /// (RFC 5780), with one line of advice.
+    NatCheck(NatCheckArgs),
 }
 
 /// Options of the interactive phone.
@@ -93,6 +96,10 @@ pub struct PhoneArgs {
     /// Hang up a call whose peer has sent no RTP for this long; 0 never.
     #[arg(long, value_name = "SECS", default_value_t = 60.0, value_parser = seconds)]
     pub rtp_timeout: f64,
+    /// On hold, send a STUN keep-alive on the RTP socket this often so the
+    /// NAT keeps the media path open; 0 never.
+    #[arg(long, value_name = "SECS", default_value_t = 15.0, value_parser = seconds)]
+    pub rtp_keepalive: f64,
     /// Minimum RTCP report interval (RFC 3550 §6.2).
     #[arg(long, value_name = "SECS", default_value_t = 5.0, value_parser = rtcp_interval)]
     pub rtcp_interval: f64,
@@ -146,6 +153,7 @@ impl PhoneArgs {
             opus_complexity: self.opus_complexity,
             duration: None,
             rtp_timeout: self.rtp_timeout,
+            rtp_keepalive: self.rtp_keepalive,
             rtcp_interval: self.rtcp_interval,
             no_rtcp_mux: self.no_rtcp_mux,
             user: self.user.clone(),
@@ -167,6 +175,15 @@ pub struct RegisterArgs {
     pub bind: Option<IpAddr>,
     #[command(flatten)]
     pub account: AccountArgs,
+}
+
+/// Options of `nat-check`.
+#[derive(Debug, Args, Clone)]
+pub struct NatCheckArgs {
+    /// The STUN server (port 3478 by default). For the mapping and
+    /// filtering behaviour it must support RFC 5780 (two IP addresses).
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub stun: Option<String>,
 }
 
 /// Options shared by `call` and `answer`.
@@ -212,6 +229,10 @@ pub struct CommonArgs {
     /// first packet); 0 never.
     #[arg(long, value_name = "SECS", default_value_t = 60.0, value_parser = seconds)]
     pub rtp_timeout: f64,
+    /// On hold, send a STUN keep-alive on the RTP socket this often so the
+    /// NAT keeps the media path open; 0 never.
+    #[arg(long, value_name = "SECS", default_value_t = 15.0, value_parser = seconds)]
+    pub rtp_keepalive: f64,
     /// Minimum RTCP report interval (RFC 3550 §6.2 recommends 5 s; reports
     /// are randomized around it, the first after half of it).
     #[arg(long, value_name = "SECS", default_value_t = 5.0, value_parser = rtcp_interval)]

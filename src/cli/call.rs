@@ -34,6 +34,7 @@ pub async fn run(args: CallArgs, emit: Emitter) -> Exit {
     };
     let mut cfg = PhoneConfig {
         rtp_timeout: super::rtp_timeout(args.common.rtp_timeout),
+        media_keepalive: super::rtp_timeout(args.common.rtp_keepalive),
         rtcp: super::rtcp_options(&args.common),
         jitter_buffer: args.common.jitter_buffer,
         opus: args.common.opus(),

@@ -282,6 +282,7 @@ fn phone_config(codec: CodecKind, seed: u64) -> PhoneConfig {
         codecs: vec![codec],
         opus: OpusConfig::default(),
         rtp_timeout: None,
+        media_keepalive: None,
         rtcp: Default::default(),
         jitter_buffer: Default::default(),
     }

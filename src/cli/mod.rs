@@ -1,6 +1,6 @@
 //! Command line: clap arguments, the interactive phone (`phone`, the
 //! default, with its command language in `repl`), the `call`, `answer`,
-//! `register` and `loopback` commands, exit codes and JSON events.
+//! `register`, `loopback` and `nat-check` commands, exit codes and JSON events.
 
 pub mod account;
 pub mod answer;
@@ -11,6 +11,8 @@ pub mod events;
 pub mod exit;
 pub mod io;
 pub mod loopback;
+pub mod nat_behaviour;
+pub mod nat_check;
 pub mod phone;
 pub mod register;
 pub mod repl;
@@ -35,6 +37,7 @@ pub async fn run(cli: Cli) -> Exit {
         Some(Command::Answer(a)) => answer::run(a, emit).await,
         Some(Command::Loopback(a)) => loopback::run(a, emit).await,
         Some(Command::Register(a)) => register::run(a, emit).await,
+        Some(Command::NatCheck(a)) => nat_check::run(a, emit).await,
     }
 }
 
@@ -50,6 +53,7 @@ pub fn phone_config(args: &CommonArgs, default_port: u16) -> PhoneConfig {
     cfg.ua.user = args.user.clone();
     cfg.opus = args.opus();
     cfg.rtp_timeout = rtp_timeout(args.rtp_timeout);
+    cfg.media_keepalive = rtp_timeout(args.rtp_keepalive);
     cfg.rtcp = rtcp_options(args);
     cfg.jitter_buffer = args.jitter_buffer;
     cfg
@@ -92,6 +96,7 @@ pub fn phone_config_for(
         codecs: codecs.into_iter().map(Into::into).collect(),
         opus: Default::default(),
         rtp_timeout: Some(std::time::Duration::from_secs(60)),
+        media_keepalive: Some(crate::media::keepalive::DEFAULT_INTERVAL),
         rtcp: Default::default(),
         jitter_buffer: Default::default(),
     }

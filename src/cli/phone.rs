@@ -318,6 +318,7 @@ async fn start_line(
     }
     let common = args.common();
     cfg.rtp_timeout = rtp_timeout(args.rtp_timeout);
+    cfg.media_keepalive = rtp_timeout(args.rtp_keepalive);
     cfg.opus = common.opus();
     cfg.rtcp = super::rtcp_options(&common);
     cfg.jitter_buffer = args.jitter_buffer;

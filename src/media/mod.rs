@@ -6,6 +6,8 @@ pub mod audio;
 pub mod codec;
 pub mod dtmf;
 pub mod jitter;
+pub mod keepalive;
+pub mod latch;
 pub mod netem;
 pub mod quality;
 pub mod rtcp;

@@ -16,19 +16,28 @@
 //! [`MediaSession::poll_transmit_rtcp`] for the RTCP socket.
 //! [`MediaSession::stats`] adds what RTCP learnt and an E-model estimate of
 //! the call's quality (ITU-T G.107, [`super::quality`]).
+//!
+//! NAT: RTP goes where the peer's RTP comes from once a source is
+//! established ([`super::latch`]), not blindly to the SDP address; and while
+//! nothing leaves the RTP socket (hold), a STUN Binding indication goes out
+//! every [`MediaConfig::keepalive`] so the NAT keeps the binding
+//! ([`super::keepalive`]).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rand::Rng;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
 use super::codec::opus::OpusConfig;
 use super::codec::{CodecKind, Decoder, Encoder};
 use super::dtmf::{BadDigit, DtmfReceiver, DtmfSender};
 use super::jitter::{Frame, JitterBuffer, JitterConfig};
+use super::keepalive::{self, MediaKeepalive};
+use super::latch::{Latch, Verdict};
 use super::quality::{self, CodecImpairment, QualityInputs};
 use super::rtcp::{RtcpConfig, RtcpSession, RtcpStats, SystemClock, WallClock, random_cname};
 use super::rtp::{Kind, RtpPacket, RtpSender, classify};
@@ -66,6 +75,9 @@ pub struct MediaConfig {
     /// Opus encoder settings (ours, limited by the peer's `a=fmtp`);
     /// ignored by other codecs.
     pub opus: OpusConfig,
+    /// Send a STUN Binding indication on the RTP socket when nothing else
+    /// has left it for this long (hold); `None` never.
+    pub keepalive: Option<Duration>,
 }
 
 impl MediaConfig {
@@ -88,6 +100,7 @@ impl MediaConfig {
             recv: true,
             jitter: JitterConfig::default(),
             opus: OpusConfig::default(),
+            keepalive: Some(keepalive::DEFAULT_INTERVAL),
         }
     }
 
@@ -144,6 +157,14 @@ pub struct MediaStats {
     pub rebuffers: u64,
     /// Times the remote SSRC changed.
     pub ssrc_changes: u64,
+    /// Where RTP goes when latching moved it away from the SDP address
+    /// (the peer's RTP source, e.g. its NAT's public port).
+    pub latched_to: Option<SocketAddr>,
+    /// RTP packets refused because they came from another address than
+    /// the established source (see `media::latch`).
+    pub foreign_source: u64,
+    /// STUN Binding indications sent to keep the NAT binding (hold).
+    pub keepalives_sent: u64,
     /// Jitter-buffer delay of the frame played last, in milliseconds.
     pub jitter_buffer_ms: f64,
     /// Delay the adaptive jitter buffer aims at now, in milliseconds.
@@ -206,6 +227,17 @@ pub struct MediaSession {
     voice: bool,
     /// Decoded frames of a [`Frame::Merge`], reused.
     merge: Vec<i16>,
+    /// Where RTP really comes from (symmetric RTP latching).
+    latch: Latch,
+    /// The SDP address the latch was learnt for.
+    latch_sdp: Option<SocketAddr>,
+    /// The RTP socket's NAT keep-alive timer.
+    keepalive: MediaKeepalive,
+    /// Something was queued on the RTP socket since the last
+    /// [`MediaSession::handle_timeout`].
+    sent_since_timeout: bool,
+    /// Transaction IDs of keep-alives.
+    rng: StdRng,
 }
 
 impl std::fmt::Debug for MediaSession {
@@ -258,6 +290,11 @@ impl MediaSession {
             dtmf_in: DtmfReceiver::default(),
             voice: true,
             merge: Vec::new(),
+            latch: Latch::new(),
+            latch_sdp: config.remote,
+            keepalive: MediaKeepalive::new(config.keepalive, now),
+            sent_since_timeout: false,
+            rng: StdRng::seed_from_u64(rng.random()),
             config,
         }
     }
@@ -295,7 +332,7 @@ impl MediaSession {
                 .packetize_at(pt, p.timestamp, &p.payload, p.marker);
             self.stats.packets_sent += 1;
             self.rtcp.on_rtp_sent(p.payload.len());
-            self.transmit.push_back((remote, datagram));
+            self.queue_rtp(remote, datagram);
         }
         self.sender.skip(samples);
         self.talk_spurt = true;
@@ -326,8 +363,17 @@ impl MediaSession {
             Kind::Rtp => self.handle_rtp(data, from, now),
             Kind::Rtcp => {
                 self.stats.rtcp_received += 1;
-                if let Err(error) = self.rtcp.handle_packet(data, now) {
-                    tracing::debug!(%from, %error, "dropping RTCP");
+                match self.rtcp.handle_packet(data, now) {
+                    Err(error) => tracing::debug!(%from, %error, "dropping RTCP"),
+                    // RFC 3550 §6.4: the first packet of a compound (SR or
+                    // RR) carries the sender's SSRC in bytes 4–7.
+                    Ok(_) if !self.config.rtcp_mux => {
+                        if let Some(ssrc) = data.get(4..8) {
+                            let ssrc = u32::from_be_bytes([ssrc[0], ssrc[1], ssrc[2], ssrc[3]]);
+                            self.latch.handle_rtcp(from, ssrc);
+                        }
+                    }
+                    Ok(_) => {}
                 }
             }
             Kind::Stun => self.stats.stun_received += 1,
@@ -346,7 +392,11 @@ impl MediaSession {
             }
         };
         let audio = packet.payload_type == self.config.payload_type;
-        if audio || Some(packet.payload_type) == self.config.telephone_event_pt {
+        let event = Some(packet.payload_type) == self.config.telephone_event_pt;
+        if (audio || event) && !self.latch_rtp(from, packet.ssrc, now) {
+            return;
+        }
+        if audio || event {
             // RFC 4733 events share the stream's sequence numbers, so they
             // count for loss; their timestamps do not count for jitter.
             self.rtcp.on_rtp_received(
@@ -376,12 +426,36 @@ impl MediaSession {
         self.jitter.push(&packet, now);
     }
 
+    /// Symmetric RTP latching ([`super::latch`]); false when the packet
+    /// must be dropped (a stranger while a live source is established).
+    fn latch_rtp(&mut self, from: SocketAddr, ssrc: u32, now: Instant) -> bool {
+        match self.latch.handle_rtp(from, ssrc, now) {
+            Verdict::Accept => true,
+            Verdict::Latched(to) => {
+                if Some(to) != self.config.remote {
+                    tracing::info!(
+                        "RTP comes from {to}, not from the SDP's {}: sending there",
+                        self.config
+                            .remote
+                            .map_or_else(|| "(none)".to_string(), |a| a.to_string())
+                    );
+                }
+                true
+            }
+            Verdict::Refuse => {
+                self.stats.foreign_source += 1;
+                tracing::debug!(%from, "dropping RTP from a source other than the established one");
+                false
+            }
+        }
+    }
+
     /// Encodes one frame of captured audio and queues it for the remote, if
     /// we send and know where to. Otherwise the RTP timestamp still moves on
     /// and the next packet sent starts a talk spurt.
     pub fn push_capture(&mut self, pcm: &[i16]) {
         let samples = pcm.len() as u32;
-        let Some(remote) = self.config.remote.filter(|_| self.config.send) else {
+        let Some(remote) = self.rtp_target().filter(|_| self.config.send) else {
             self.sender.skip(samples);
             self.talk_spurt = true;
             return;
@@ -402,7 +476,31 @@ impl MediaSession {
         self.stats.packets_sent += 1;
         self.stats.bytes_sent += self.payload.len() as u64;
         self.rtcp.on_rtp_sent(self.payload.len());
-        self.transmit.push_back((remote, datagram));
+        self.queue_rtp(remote, datagram);
+    }
+
+    /// Queues a datagram for the RTP socket.
+    fn queue_rtp(&mut self, to: SocketAddr, datagram: Bytes) {
+        self.sent_since_timeout = true;
+        self.transmit.push_back((to, datagram));
+    }
+
+    /// Where RTP goes: the established source of the peer's RTP when
+    /// latching found one, else the SDP address; `None` without one.
+    fn rtp_target(&self) -> Option<SocketAddr> {
+        self.config.remote.map(|sdp| self.latch.target(sdp))
+    }
+
+    /// Where non-multiplexed RTCP goes (see [`Latch::rtcp_target`]).
+    fn rtcp_target(&self) -> Option<SocketAddr> {
+        self.config
+            .remote_rtcp
+            .map(|sdp| self.latch.rtcp_target(sdp))
+    }
+
+    /// Where RTP goes now, when latching moved it away from the SDP address.
+    pub fn latched_to(&self) -> Option<SocketAddr> {
+        self.rtp_target().filter(|t| Some(*t) != self.config.remote)
     }
 
     /// Sends RTCP reports that are due (RFC 3550 §6.3). Call it after each
@@ -412,6 +510,25 @@ impl MediaSession {
         self.rtcp.set_rtp_clock(self.sender.next_timestamp(), now);
         self.rtcp.handle_timeout(now);
         self.route_rtcp();
+        self.on_timer_keepalive(now);
+    }
+
+    /// RFC 6263 §4.5: a STUN indication when nothing has left the RTP
+    /// socket for the keep-alive interval.
+    fn on_timer_keepalive(&mut self, now: Instant) {
+        if std::mem::take(&mut self.sent_since_timeout) {
+            self.keepalive.on_sent(now);
+        }
+        // With `c=0.0.0.0` (RFC 3264 §8.4) no media goes out, but the
+        // binding towards the source we latched onto is still worth keeping.
+        let Some(to) = self.rtp_target().or(self.latch.established()) else {
+            return;
+        };
+        if self.keepalive.poll_due(now) {
+            let msg = keepalive::binding_indication(&mut self.rng);
+            self.stats.keepalives_sent += 1;
+            self.transmit.push_back((to, Bytes::copy_from_slice(&msg)));
+        }
     }
 
     /// When the next RTCP report is due (`None` after [`MediaSession::close`]).
@@ -432,10 +549,10 @@ impl MediaSession {
     fn route_rtcp(&mut self) {
         while let Some(packet) = self.rtcp.poll_transmit() {
             if self.config.rtcp_mux {
-                if let Some(to) = self.config.remote {
-                    self.transmit.push_back((to, packet));
+                if let Some(to) = self.rtp_target() {
+                    self.queue_rtp(to, packet);
                 }
-            } else if let Some(to) = self.config.remote_rtcp {
+            } else if let Some(to) = self.rtcp_target() {
                 self.rtcp_transmit.push_back((to, packet));
             }
         }
@@ -547,6 +664,17 @@ impl MediaSession {
             self.talk_spurt = true;
         }
         self.sender.set_payload_type(config.payload_type);
+        // A new SDP address starts latching over; `c=0.0.0.0` (hold) and the
+        // same address again keep what was learnt.
+        if let Some(remote) = config.remote
+            && Some(remote) != self.latch_sdp
+        {
+            self.latch.reset();
+            self.latch_sdp = Some(remote);
+        }
+        if config.keepalive != self.config.keepalive {
+            self.keepalive.set_interval(config.keepalive);
+        }
         self.config = config;
     }
 
@@ -561,6 +689,7 @@ impl MediaSession {
             jitter_ms: jitter.jitter_seconds * 1000.0,
             rebuffers: jitter.rebuffers,
             ssrc_changes: jitter.restarts,
+            latched_to: self.latched_to(),
             rtcp: self.rtcp.stats(),
             jitter_buffer_ms: jitter.delay_ms,
             jitter_target_ms: jitter.target_ms,
@@ -1164,5 +1293,175 @@ mod tests {
         let f = dominant_frequency(steady, 48000);
         assert!((f - 600.0).abs() < 6.0, "heard {f} Hz");
         assert!(rms_dbfs(steady) > -12.0);
+    }
+
+    /// Sends `n` PCMU packets from `tx` to `rx` as if from `from`, 20 ms apart.
+    fn feed(
+        rx: &mut MediaSession,
+        tx: &mut RtpSender,
+        from: SocketAddr,
+        n: usize,
+        t: &mut Instant,
+    ) {
+        for _ in 0..n {
+            rx.handle_datagram(&tx.packetize(&[0xFF; 160], 160, false), from, *t);
+            *t += 20 * MS;
+        }
+    }
+
+    #[test]
+    fn rtp_is_sent_where_the_peers_rtp_comes_from_after_three_packets() {
+        let mut t = Instant::now();
+        let sdp = addr(4002);
+        let nat = SocketAddr::from(([198, 51, 100, 65], 31000));
+        let mut s = session(Some(sdp), 10, t);
+        let mut peer = RtpSender::new(0, &mut StdRng::seed_from_u64(11));
+        feed(&mut s, &mut peer, nat, 2, &mut t);
+        s.push_capture(&[0; 160]);
+        assert_eq!(drain(&mut s)[0].0, sdp, "the SDP address until latched");
+        feed(&mut s, &mut peer, nat, 1, &mut t);
+        s.push_capture(&[0; 160]);
+        assert_eq!(drain(&mut s)[0].0, nat, "latched after the third packet");
+        assert_eq!(s.stats().latched_to, Some(nat));
+        assert_eq!(s.stats().packets_received, 3, "all three played");
+    }
+
+    #[test]
+    fn a_strangers_rtp_is_neither_played_nor_latched_to() {
+        let mut t = Instant::now();
+        let sdp = addr(4002);
+        let mut s = session(Some(sdp), 12, t);
+        let mut peer = RtpSender::new(0, &mut StdRng::seed_from_u64(13));
+        let mut stranger = RtpSender::new(0, &mut StdRng::seed_from_u64(14));
+        feed(&mut s, &mut peer, sdp, 3, &mut t);
+        for _ in 0..20 {
+            feed(&mut s, &mut stranger, addr(6666), 1, &mut t);
+            feed(&mut s, &mut peer, sdp, 1, &mut t);
+        }
+        s.push_capture(&[0; 160]);
+        assert_eq!(drain(&mut s)[0].0, sdp);
+        let stats = s.stats();
+        assert_eq!(stats.foreign_source, 20);
+        assert_eq!(stats.latched_to, None);
+        assert_eq!(
+            stats.ssrc_changes, 0,
+            "the stranger's SSRC never reached the buffer"
+        );
+    }
+
+    #[test]
+    fn non_multiplexed_rtcp_goes_where_the_streams_rtcp_comes_from() {
+        let mut t = Instant::now();
+        let nat = SocketAddr::from(([198, 51, 100, 65], 31000));
+        let nat_rtcp = SocketAddr::from(([198, 51, 100, 65], 31001));
+        let mut s = session(Some(addr(4002)), 15, t);
+        let mut peer = RtpSender::new(0, &mut StdRng::seed_from_u64(16));
+        feed(&mut s, &mut peer, nat, 3, &mut t);
+        // RFC 3550 §6.4.2: an RR with no report blocks from the peer's SSRC.
+        let mut rr = vec![0x80, 201, 0, 1];
+        rr.extend_from_slice(&peer.ssrc().to_be_bytes());
+        assert_eq!(s.handle_datagram(&rr, nat_rtcp, t), Kind::Rtcp);
+        assert_eq!(s.rtcp_target(), Some(nat_rtcp));
+        // A renegotiated address starts over.
+        let mut config = s.config().clone();
+        config.remote = Some(addr(5000));
+        config.remote_rtcp = Some(addr(5001));
+        s.update(config);
+        assert_eq!(s.rtp_target(), Some(addr(5000)));
+        assert_eq!(s.rtcp_target(), Some(addr(5001)));
+    }
+
+    fn keepalives(sent: &[(SocketAddr, Bytes)]) -> usize {
+        sent.iter()
+            .filter(|(_, d)| classify(d) == Kind::Stun)
+            .count()
+    }
+
+    #[test]
+    fn on_hold_a_stun_keepalive_leaves_the_rtp_socket_every_interval() {
+        let t0 = Instant::now();
+        let mut s = session(Some(addr(4002)), 17, t0);
+        let mut config = s.config().clone();
+        config.send = false;
+        s.update(config);
+        let mut sent = Vec::new();
+        let mut t = t0;
+        // 61 s of hold, ticked every 20 ms with a fake clock.
+        while t < t0 + Duration::from_secs(61) {
+            t += 20 * MS;
+            s.push_capture(&[0; 160]);
+            s.handle_timeout(t);
+            sent.extend(drain(&mut s));
+        }
+        assert_eq!(keepalives(&sent), 4, "at 15, 30, 45 and 60 s");
+        assert_eq!(sent.len(), 4, "and nothing else on the RTP socket");
+        assert!(sent.iter().all(|(to, _)| *to == addr(4002)));
+        assert_eq!(s.stats().keepalives_sent, 4);
+    }
+
+    #[test]
+    fn no_keepalive_while_rtp_or_multiplexed_rtcp_flows_or_when_turned_off() {
+        let t0 = Instant::now();
+        let mut s = session(Some(addr(4002)), 18, t0);
+        let mut t = t0;
+        let mut sent = Vec::new();
+        while t < t0 + Duration::from_secs(40) {
+            t += 20 * MS;
+            s.push_capture(&[0; 160]);
+            s.handle_timeout(t);
+            sent.extend(drain(&mut s));
+        }
+        assert_eq!(keepalives(&sent), 0, "RTP flows");
+        // On hold with RTCP on the RTP port: reports keep the binding.
+        let mut config = s.config().clone();
+        config.send = false;
+        config.rtcp_mux = true;
+        s.update(config.clone());
+        sent.clear();
+        while t < t0 + Duration::from_secs(100) {
+            t += 20 * MS;
+            s.handle_timeout(t);
+            sent.extend(drain(&mut s));
+        }
+        assert!(sent.iter().any(|(_, d)| classify(d) == Kind::Rtcp));
+        assert_eq!(keepalives(&sent), 0, "RTCP every ~5 s holds the binding");
+        config.rtcp_mux = false;
+        config.keepalive = None;
+        s.update(config);
+        sent.clear();
+        while t < t0 + Duration::from_secs(160) {
+            t += 20 * MS;
+            s.handle_timeout(t);
+            sent.extend(drain(&mut s));
+        }
+        assert!(sent.is_empty(), "keep-alives off");
+    }
+
+    #[test]
+    fn a_hold_with_c_0_0_0_0_keeps_the_latch_and_its_keepalives() {
+        let mut t = Instant::now();
+        let nat = SocketAddr::from(([198, 51, 100, 65], 31000));
+        let mut s = session(Some(addr(4002)), 19, t);
+        let mut peer = RtpSender::new(0, &mut StdRng::seed_from_u64(20));
+        feed(&mut s, &mut peer, nat, 3, &mut t);
+        let mut config = s.config().clone();
+        let resumed = config.clone();
+        config.remote = None;
+        config.remote_rtcp = None;
+        config.send = false;
+        s.update(config);
+        let mut sent = Vec::new();
+        let end = t + Duration::from_secs(16);
+        while t < end {
+            t += 20 * MS;
+            s.handle_timeout(t);
+            sent.extend(drain(&mut s));
+        }
+        assert_eq!(keepalives(&sent), 1);
+        assert!(sent.iter().all(|(to, _)| *to == nat), "{sent:?}");
+        // Resumed with the same SDP address: RTP goes to the latched source.
+        s.update(resumed);
+        s.push_capture(&[0; 160]);
+        assert_eq!(drain(&mut s)[0].0, nat);
     }
 }

@@ -59,6 +59,9 @@ pub struct PhoneConfig {
     /// Hang up a call when no RTP has arrived for this long after the
     /// first packet (the peer died); `None` disables it.
     pub rtp_timeout: Option<Duration>,
+    /// While nothing leaves a call's RTP socket (hold), a STUN Binding
+    /// indication goes out this often to keep its NAT binding; `None` never.
+    pub media_keepalive: Option<Duration>,
     /// Bounds of each call's adaptive jitter buffer.
     pub jitter_buffer: JitterConfig,
     /// RTCP settings.
@@ -338,6 +341,7 @@ impl Phone {
             rng: StdRng::seed_from_u64(ua_cfg.seed ^ 0x5eed),
             route_cache: HashMap::new(),
             rtp_timeout: cfg.rtp_timeout,
+            media_keepalive: cfg.media_keepalive,
             rtcp: cfg.rtcp,
             trace: false,
             pending_transfers: Vec::new(),
@@ -718,6 +722,7 @@ struct Driver {
     /// Local address used towards each peer address (wildcard binds).
     route_cache: HashMap<IpAddr, IpAddr>,
     rtp_timeout: Option<Duration>,
+    media_keepalive: Option<Duration>,
     rtcp: RtcpOptions,
     /// Report SIP messages as events.
     trace: bool,
@@ -1379,6 +1384,7 @@ impl Driver {
             send: media.direction.sends() && media.remote_rtp.is_some() && !held_by_us,
             recv: media.direction.recvs(),
             jitter: self.jitter_buffer,
+            keepalive: self.media_keepalive,
             opus: media
                 .opus
                 .as_ref()

@@ -34,7 +34,35 @@ impl Sipline {
         envs: &[(String, String)],
         stdin: Option<&str>,
     ) -> Sipline {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sipline"));
+        Self::spawn_full(None, name, args, envs, stdin)
+    }
+
+    /// [`Sipline::spawn`] inside a network namespace (`ip netns exec NS
+    /// sipline ...`, which execs sipline: the child's PID is sipline's).
+    pub fn spawn_in_netns(
+        netns: &str,
+        name: &str,
+        args: &[&str],
+        envs: &[(String, String)],
+    ) -> Sipline {
+        Self::spawn_full(Some(netns), name, args, envs, None)
+    }
+
+    fn spawn_full(
+        netns: Option<&str>,
+        name: &str,
+        args: &[&str],
+        envs: &[(String, String)],
+        stdin: Option<&str>,
+    ) -> Sipline {
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_sipline")]);
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_sipline")),
+        };
         cmd.arg("--json")
             .arg("-v")
             .args(args)
