@@ -26,17 +26,19 @@ const SECS: Duration = Duration::from_secs(30);
 const OUR_TONE: f64 = 1000.0;
 const BARESIP_TONE: f64 = 440.0;
 
-fn baresip_installed() -> bool {
+/// Fails the test, with what to install, when baresip is missing: these
+/// are interoperability tests and must not pass without their peer.
+fn require_baresip() {
     let found = Command::new("baresip")
         .arg("-h")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
         .is_ok();
-    if !found {
-        println!("SKIPPED: baresip is not installed (Debian package `baresip`)");
-    }
-    found
+    assert!(
+        found,
+        "baresip is not installed: these interoperability tests need it (Debian package `baresip`)"
+    );
 }
 
 fn free_udp_port() -> u16 {
@@ -203,9 +205,7 @@ fn our_tone(dir: &Path) -> PathBuf {
 
 /// sipline calls baresip for 3 s and both recordings are checked.
 fn sipline_calls_baresip(codecs: &str, rtp_ports: u16, want_codec: &str) {
-    if !baresip_installed() {
-        return;
-    }
+    require_baresip();
     let mut baresip = Baresip::start("", rtp_ports, None);
     let dir = tempfile::tempdir().unwrap();
     let (tone, out) = (our_tone(dir.path()), dir.path().join("heard.wav"));
@@ -248,9 +248,7 @@ fn sipline_calls_baresip(codecs: &str, rtp_ports: u16, want_codec: &str) {
 
 /// baresip calls `sipline answer` and hangs up when it quits.
 fn baresip_calls_sipline(account_params: &str, rtp_ports: u16, want_codec: &str) {
-    if !baresip_installed() {
-        return;
-    }
+    require_baresip();
     let dir = tempfile::tempdir().unwrap();
     let (tone, out) = (our_tone(dir.path()), dir.path().join("heard.wav"));
     let (mut answer, port) = Sipline::answer(&[
