@@ -361,10 +361,22 @@ fn call_with_audio_both_ways(alice_calls: bool) {
         let bob = caller(&nat.public, "bob", "alice", bob_extra);
         (bob, alice)
     };
-    let (code, events) = first.wait_exit(Duration::from_secs(60));
-    assert_eq!(code, 0, "{events:?}\n{}\n{}", first.stderr(), k.log());
-    let (code, events) = second.wait_exit(SECS);
-    assert_eq!(code, 0, "{events:?}\n{}", second.stderr());
+    let (code, first_events) = first.wait_exit(Duration::from_secs(60));
+    assert_eq!(code, 0, "{first_events:?}\n{}\n{}", first.stderr(), k.log());
+    let (code, second_events) = second.wait_exit(SECS);
+    assert_eq!(code, 0, "{second_events:?}\n{}", second.stderr());
+    // Alice's SDP named the NAT's public address (STUN on her RTP socket).
+    let bob_events = if alice_calls {
+        second_events
+    } else {
+        first_events
+    };
+    let media = bob_events
+        .iter()
+        .find(|e| e["event"] == "media")
+        .expect("bob negotiated media");
+    let remote: SocketAddr = media["remote_rtp"].as_str().unwrap().parse().unwrap();
+    assert_eq!(remote.ip(), Nat::ROUTER_PUBLIC, "{media}");
     for (rec, want, who) in [(&rec_a, 1300.0, "alice"), (&rec_b, 700.0, "bob")] {
         let (samples, rate) = read_wav(rec);
         let part = tone_part(&samples, rate);
