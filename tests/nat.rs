@@ -548,3 +548,59 @@ fn the_interactive_phone_takes_stun_from_the_config_and_is_reachable_behind_nat(
     let (code, events) = phone.wait_exit(SECS);
     assert_eq!(code, 0, "{events:?}\n{}", phone.stderr());
 }
+
+#[test]
+fn after_the_nat_reboots_the_stun_server_keepalive_notices_and_rport_corrects_the_port() {
+    // The common setup: the registrar does not speak STUN (CRLF keeps its
+    // flow open), a STUN server is configured. After the reboot with
+    // --random-fully each destination gets its own random port, so the
+    // STUN server's answer only says "changed"; the REGISTER it triggers
+    // learns the port the registrar sees from rport.
+    let dir = tempfile::tempdir().unwrap();
+    let mut nat = Nat::build(NatOptions::default());
+    let _stun = Coturn::start(&nat.public, dir.path());
+    let k = kamailio(&nat, false);
+    let mut extra = vec!["--keepalive".to_string(), "3".into()];
+    extra.extend(stun_flag());
+    let mut alice = alice_answer(&nat, dir.path(), &extra);
+    let before = public_binding(&k, &nat, None);
+    let old = before.trim_start_matches("sip:alice@").to_string();
+    nat.set_random_fully(true);
+    nat.flush_conntrack();
+    wait_for(&mut alice, SECS, "nat_mapping_changed", |v| {
+        v["event"] == "nat_mapping_changed" && v["previous"] == old.as_str()
+    });
+    // The binding ends on the port the registrar sees: the last public
+    // address alice learnt (from rport, unless by chance both random ports
+    // are equal).
+    let deadline = Instant::now() + SECS;
+    let latest = loop {
+        let latest = alice
+            .seen_events()
+            .iter()
+            .rfind(|v| v["event"] == "nat_changed")
+            .map(|v| v["current"].as_str().unwrap().to_string())
+            .expect("a nat_changed event");
+        let b = k.bindings("alice");
+        if b.len() == 1 && b[0].0 == format!("sip:alice@{latest}") && latest != old {
+            break latest;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "bindings {b:?}, latest address {latest}\n{}",
+            nat.conntrack_udp()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let port = latest.rsplit(':').next().unwrap();
+    assert!(
+        nat.conntrack_udp()
+            .contains(&format!("sport={SIP_PORT} dport={port}")),
+        "the flow to Kamailio uses that port:\n{}",
+        nat.conntrack_udp()
+    );
+    let (code, events, stderr) =
+        bob_calls_alice(&nat, dir.path(), &["--duration".into(), "1".into()]);
+    assert_eq!(code, 0, "bob's call: {events:?}\n{stderr}\n{}", k.log());
+    alice.wait_event("incoming", SECS);
+}
