@@ -91,16 +91,10 @@ pub fn stats_block(call: u64, codec: Option<CodecKind>, s: &MediaStats) -> Strin
             lost.max(0) as f64 * 100.0 / of as f64
         }
     };
-    let (lost, expected) = match &s.rtcp.local {
-        Some(l) => (
-            l.cumulative_lost,
-            s.packets_received as i64 + l.cumulative_lost,
-        ),
-        None => (
-            s.packets_lost as i64,
-            (s.packets_received + s.packets_lost) as i64,
-        ),
-    };
+    // The same count as `packets_lost` in the JSON events (RFC 3550 §A.3
+    // over every packet of the stream, telephone-events included).
+    let lost = s.packets_lost as i64;
+    let expected = (s.packets_received + s.packets_lost) as i64;
     let mut out = format!(
         "call {call} statistics:\n  {}: sent {} packets, received {}, lost {lost} ({:.1} %), late {}, concealed {} frames\n",
         codec.map(|c| c.encoding_name()).unwrap_or("-"),
@@ -178,6 +172,7 @@ mod tests {
         let stats = MediaStats {
             packets_sent: 150,
             packets_received: 147,
+            packets_lost: 3,
             late: 1,
             concealed_frames: 4,
             jitter_ms: 2.25,
@@ -187,9 +182,11 @@ mod tests {
                 reports_sent: 6,
                 reports_received: 5,
                 rtt_ms: Some(12.5),
+                // What we report over RTCP may lag behind the live count;
+                // the block shows the count of the JSON events.
                 local: Some(ReceptionSummary {
                     fraction_lost: 0.0,
-                    cumulative_lost: 3,
+                    cumulative_lost: 2,
                     highest_seq: 149,
                     jitter_ms: 2.25,
                 }),

@@ -153,6 +153,15 @@ pub enum Frame {
         /// RTP timestamp of the packet.
         timestamp: u32,
     },
+    /// No audio for this frame, and no packet lost: the sender replaced it
+    /// with RFC 4733 telephone-events (§2.1: the events take the audio's
+    /// place and sequence numbers), or sent nothing without skipping a
+    /// sequence number (RFC 3551 §4.1 silence). The caller plays silence,
+    /// not loss concealment.
+    Pause {
+        /// RTP timestamp of the frame.
+        timestamp: u32,
+    },
     /// No packet arrived in time for this frame; the caller conceals it.
     Missing {
         /// RTP timestamp the missing frame would have carried.
@@ -265,6 +274,12 @@ struct Slot {
     payload: Bytes,
     /// RFC 3551 §4.1: first packet of a talk spurt.
     marker: bool,
+    /// The frame was carried by telephone-events (RFC 4733 §2.1) instead
+    /// of audio: no payload to decode, nothing lost.
+    event: bool,
+    /// Extended sequence number of the packet (for an event frame, of the
+    /// newest event packet that covers it).
+    seq: i64,
 }
 
 /// Per-SSRC state, dropped on a restart.
@@ -292,6 +307,11 @@ struct Source {
     peak: WindowMin,
     /// Frames played since the last [`Frame::Merge`].
     since_merge: u32,
+    /// Extended sequence number of the last slot played or dropped.
+    last_seq: Option<i64>,
+    /// Start timestamp of the last telephone-event whose end was received,
+    /// and how many times the end packet came again.
+    event_end: Option<(i64, i64)>,
 }
 
 impl Source {
@@ -314,6 +334,8 @@ impl Source {
             base: WindowMin::default(),
             peak: WindowMin::default(),
             since_merge: MERGE_SPACING,
+            last_seq: None,
+            event_end: None,
         }
     }
 
@@ -468,7 +490,7 @@ impl JitterBuffer {
     pub fn next_payload(&self) -> Option<&[u8]> {
         let source = self.source.as_ref()?;
         let slot = source.slots.get(&source.next_ts?)?;
-        Some(&slot.payload)
+        (!slot.event).then_some(&slot.payload[..])
     }
 
     /// Tells the buffer whether the audio the caller just played was speech
@@ -530,6 +552,71 @@ impl JitterBuffer {
         }
     }
 
+    /// Takes in a packet of the same RTP stream that carries no audio: an
+    /// RFC 4733 telephone-event. Events share the stream's sequence numbers
+    /// (RFC 4733 §2.1, RFC 3550 §5.1), so the packet counts as received for
+    /// the §A.3 loss count; the audio frames its event covers (from its
+    /// timestamp for `duration` samples) play as [`Frame::Pause`], not as
+    /// missing frames. The end packet is sent three times, one packet
+    /// interval apart (RFC 4733 §2.5.1.4), while the audio still pauses:
+    /// each repetition received (`end`) covers one frame more.
+    pub fn push_event(
+        &mut self,
+        packet: &RtpPacket,
+        duration: u32,
+        end: bool,
+        arrival: Instant,
+    ) -> PushOutcome {
+        self.stats.received += 1;
+        let mut outcome = PushOutcome::Buffered;
+        match &self.source {
+            Some(source) if source.ssrc == packet.ssrc => {}
+            Some(_) => {
+                self.restart(packet, arrival);
+                outcome = PushOutcome::Restarted;
+            }
+            None => self.source = Some(Source::new(packet, arrival)),
+        }
+        let resync_limit = RESYNC_SECONDS * i64::from(self.clock_rate);
+        let f = i64::from(self.frame_samples);
+        let source = self.source.as_mut().expect("a source is installed above");
+        let (ext_seq, _) = source.extend_seq(packet.sequence_number);
+        if !source.mark_seen(ext_seq) {
+            self.stats.duplicates += 1;
+            return PushOutcome::Duplicate;
+        }
+        source.unique_received += 1;
+        let start = source.extend_ts(packet.timestamp);
+        let mut covered = i64::from(duration);
+        if end {
+            let repeats = match source.event_end {
+                Some((ts, n)) if ts == start => n + 1,
+                _ => 0,
+            };
+            source.event_end = Some((start, repeats));
+            covered += repeats * f;
+        }
+        // An absurd duration is not allowed to fill the buffer.
+        let end = start + covered.min(resync_limit);
+        let mut ts = start;
+        while ts < end {
+            let played = source.next_ts.is_some_and(|next| ts < next);
+            if !played {
+                let slot = source.slots.entry(ts).or_insert(Slot {
+                    payload: Bytes::new(),
+                    marker: false,
+                    event: true,
+                    seq: ext_seq,
+                });
+                if slot.event {
+                    slot.seq = slot.seq.max(ext_seq);
+                }
+            }
+            ts += f;
+        }
+        outcome
+    }
+
     /// Drops the current source and starts buffering a new one.
     fn restart(&mut self, packet: &RtpPacket, arrival: Instant) {
         if let Some(old) = self.source.take() {
@@ -587,7 +674,7 @@ impl JitterBuffer {
         // A talk spurt may start on a new timeline (RFC 3551 §4.1).
         let may_rebase = jumped_ahead || packet.marker;
         self.record_delay(source, ext_ts, arrival, newest, may_rebase);
-        if source.slots.contains_key(&ext_ts) {
+        if source.slots.get(&ext_ts).is_some_and(|slot| !slot.event) {
             self.stats.duplicates += 1;
             return PushOutcome::Duplicate;
         }
@@ -596,6 +683,8 @@ impl JitterBuffer {
             Slot {
                 payload: packet.payload.clone(),
                 marker: packet.marker,
+                event: false,
+                seq: ext_seq,
             },
         );
         outcome
@@ -670,7 +759,9 @@ impl JitterBuffer {
                 }
             }
             Adjust::DropSilent => {
-                source.slots.remove(&next);
+                if let Some(slot) = source.slots.remove(&next) {
+                    source.last_seq = Some(slot.seq);
+                }
                 next += f;
                 self.stats.shrunk += 1;
             }
@@ -683,6 +774,7 @@ impl JitterBuffer {
                 self.stats.shrunk += 1;
                 self.stats.merged += 1;
                 source.since_merge = 0;
+                source.last_seq = Some(second.seq);
                 self.last_delay = self.delay_ns(source, next, now);
                 source.next_ts = Some(next + 2 * f);
                 return Some(Frame::Merge {
@@ -696,6 +788,7 @@ impl JitterBuffer {
         self.last_delay = self.delay_ns(source, next, now);
         source.next_ts = Some(next + f);
         if let Some(slot) = source.slots.remove(&next) {
+            source.last_seq = Some(slot.seq);
             // Anything older is stale (left behind by a skip).
             while source
                 .slots
@@ -704,8 +797,27 @@ impl JitterBuffer {
             {
                 source.slots.pop_first();
             }
+            if slot.event {
+                return Some(Frame::Pause {
+                    timestamp: next as u32,
+                });
+            }
             return Some(Frame::Audio {
                 payload: slot.payload,
+                timestamp: next as u32,
+            });
+        }
+        // Nothing between the last packet played and the next one buffered
+        // went missing: the sender paused on purpose.
+        let paused = source.last_seq.is_some_and(|last| {
+            source
+                .slots
+                .range(next..)
+                .next()
+                .is_some_and(|(_, slot)| slot.seq == last + 1)
+        });
+        if paused {
+            return Some(Frame::Pause {
                 timestamp: next as u32,
             });
         }
@@ -742,9 +854,8 @@ impl JitterBuffer {
                 return Adjust::DropSilent;
             }
         }
-        let can_merge = present
-            && source.slots.contains_key(&(next + f))
-            && source.since_merge >= MERGE_SPACING;
+        let audio_at = |ts: i64| source.slots.get(&ts).is_some_and(|slot| !slot.event);
+        let can_merge = audio_at(next) && audio_at(next + f) && source.since_merge >= MERGE_SPACING;
         if can_merge && d - 2 * frame_ns >= target + slack {
             return Adjust::Merge;
         }

@@ -34,7 +34,7 @@ use serde::Serialize;
 
 use super::codec::opus::OpusConfig;
 use super::codec::{CodecKind, Decoder, Encoder};
-use super::dtmf::{BadDigit, DtmfReceiver, DtmfSender};
+use super::dtmf::{BadDigit, DtmfReceiver, DtmfSender, Event};
 use super::jitter::{Frame, JitterBuffer, JitterConfig};
 use super::keepalive::{self, MediaKeepalive};
 use super::latch::{Latch, Verdict};
@@ -121,7 +121,8 @@ impl MediaConfig {
 pub struct MediaStats {
     /// RTP packets sent.
     pub packets_sent: u64,
-    /// RTP packets of the negotiated codec received (duplicates and late included).
+    /// RTP packets of the stream received: the negotiated codec and RFC 4733
+    /// telephone-events (duplicates and late included).
     pub packets_received: u64,
     /// RFC 3550 §A.3 cumulative number of packets lost.
     pub packets_lost: u64,
@@ -407,10 +408,18 @@ impl MediaSession {
                 now,
             );
         }
-        if Some(packet.payload_type) == self.config.telephone_event_pt {
+        if event {
             self.stats.telephone_events_received += 1;
             self.dtmf_in
                 .push(packet.ssrc, packet.timestamp, &packet.payload);
+            if self.config.recv
+                && let Some(e) = Event::decode(&packet.payload)
+            {
+                // RFC 4733 §2.1: the event stands in for the audio, so the
+                // jitter buffer sees no gap and counts no loss.
+                self.jitter
+                    .push_event(&packet, u32::from(e.duration), e.end, now);
+            }
             return;
         }
         if packet.payload_type != self.config.payload_type {
@@ -601,6 +610,13 @@ impl MediaSession {
         match frame {
             Frame::Audio { payload, .. } => {
                 self.decoder.decode(&payload, out);
+                self.note_voice(&out[start..]);
+            }
+            Frame::Pause { .. } => {
+                // The peer sent telephone-events instead of audio, or
+                // nothing at all, and no packet was lost: silence (a digit
+                // is reported through `poll_dtmf`).
+                out.resize(start + samples, 0);
                 self.note_voice(&out[start..]);
             }
             Frame::Missing { .. } => {
@@ -885,7 +901,8 @@ mod tests {
         rx.handle_datagram(&[0x40; 30], from, t0);
         rx.handle_datagram(&[0x90, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xBE], from, t0);
         let stats = rx.stats();
-        assert_eq!(stats.packets_received, 1);
+        // The audio packet and the telephone-event (RFC 4733 §2.1).
+        assert_eq!(stats.packets_received, 2);
         assert_eq!(stats.bytes_received, 160);
         assert_eq!(stats.telephone_events_received, 1);
         assert_eq!(stats.unknown_payload_type, 1);
@@ -1102,6 +1119,51 @@ mod tests {
             due.sort_by_key(|(at, _, _)| *at);
             due.into_iter().map(|(_, to, d)| (to, d)).collect()
         }
+    }
+
+    #[test]
+    fn telephone_events_count_as_received_and_leave_no_gap_to_conceal() {
+        // RFC 4733 §2.1: the events take the audio's sequence numbers.
+        let t0 = Instant::now();
+        let (a_addr, b_addr) = (addr(40010), addr(40012));
+        let mut a = session(Some(b_addr), 20, t0);
+        let mut b = session(Some(a_addr), 21, t0);
+        let mut tone = ToneGenerator::new(1000.0, 0.5, 8000);
+        let mut frame = [0i16; 160];
+        let mut heard = Vec::new();
+        let mut events_played = 0;
+        for ms in (0..3000u32).step_by(10) {
+            let now = t0 + MS * ms;
+            if ms == 500 {
+                a.send_dtmf("123").expect("telephone-event is negotiated");
+            }
+            if ms % 20 == 0 {
+                tone.fill(&mut frame);
+                a.push_capture(&frame);
+                for (_, d) in drain(&mut a) {
+                    b.handle_datagram(&d, a_addr, now);
+                }
+            } else {
+                let before = heard.len();
+                b.pull_playback_into(now, &mut heard);
+                if heard[before..].iter().all(|&s| s == 0) && ms > 500 {
+                    events_played += 1;
+                }
+            }
+        }
+        let digits: String = std::iter::from_fn(|| b.poll_dtmf()).collect();
+        assert_eq!(digits, "123");
+        let sent = a.stats();
+        let stats = b.stats();
+        assert!(stats.telephone_events_received >= 15, "{stats:?}");
+        assert_eq!(stats.packets_received, sent.packets_sent, "{stats:?}");
+        assert_eq!(stats.packets_lost, 0, "{stats:?}");
+        assert_eq!(stats.concealed_frames, 0, "{stats:?}");
+        assert_eq!(stats.late, 0, "{stats:?}");
+        let quality = stats.quality.as_ref().expect("audio was received");
+        assert_eq!(quality.loss_percent, 0.0, "{stats:?}");
+        // The digits' frames play as silence, not as concealed tone.
+        assert!(events_played >= 15, "{events_played} silent frames");
     }
 
     #[test]
