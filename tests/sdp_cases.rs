@@ -671,3 +671,80 @@ fn mutated_real_offers_never_panic() {
         }
     }
 }
+
+#[test]
+fn garbage_connection_addresses_are_not_acceptable_rfc4566_section_5_7() {
+    let offers = [
+        // Session-level c=.
+        "v=0\r\no=- 1 1 IN IP6 ::1\r\ns=-\r\nc=IN IP6 zzz\r\nt=0 0\r\nm=audio 5000 RTP/AVP 0\r\n",
+        // Media-level c=.
+        "v=0\r\no=- 1 1 IN IP4 198.51.100.1\r\ns=-\r\nt=0 0\r\nm=audio 5000 RTP/AVP 0\r\nc=IN IP4 999.1.1.1\r\n",
+        "v=0\r\no=- 1 1 IN IP4 198.51.100.1\r\ns=-\r\nt=0 0\r\nm=audio 5000 RTP/AVP 0\r\nc=IN IP6 fe80::zz\r\n",
+    ];
+    for sdp in offers {
+        let expected = Err(SdpError::NotAcceptable {
+            rejected: vec![Rejection::BadAddress],
+        });
+        assert_eq!(
+            create_answer(sdp.as_bytes(), &local(), 7, 1).map(|_| ()),
+            expected,
+            "offer {sdp:?}"
+        );
+        assert_eq!(
+            apply_answer(sdp.as_bytes(), &local()).map(|_| ()),
+            expected,
+            "answer {sdp:?}"
+        );
+    }
+    let error = create_answer(offers[0].as_bytes(), &local(), 7, 1).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "no acceptable audio stream: the connection address (c=) is neither an IP address nor a domain name"
+    );
+    // What the parser itself refuses in the session part reads as such.
+    let refused = "v=0\r\no=- 1 1 IN IP4 198.51.100.1\r\ns=-\r\nc=IN IP4 999.1.1.1\r\nt=0 0\r\nm=audio 5000 RTP/AVP 0\r\n";
+    for error in [
+        create_answer(refused.as_bytes(), &local(), 7, 1).map(|_| ()),
+        apply_answer(refused.as_bytes(), &local()).map(|_| ()),
+    ] {
+        assert_eq!(
+            error.unwrap_err().to_string(),
+            "SDP cannot be parsed: the connection address (c=) is not a valid address (line 4)"
+        );
+    }
+    // A domain name is still allowed (RFC 4566 §5.7).
+    let named = "v=0\r\no=- 1 1 IN IP4 198.51.100.1\r\ns=-\r\nc=IN IP4 media.example.com\r\nt=0 0\r\nm=audio 5000 RTP/AVP 0\r\n";
+    let (_, media) = answer(named);
+    assert_eq!(
+        media.unresolved_remote.map(|u| u.host),
+        Some("media.example.com".to_string())
+    );
+}
+
+#[test]
+fn sdp_errors_read_as_sentences() {
+    let no_codec = format!("{HEAD}m=audio 5000 RTP/AVP 18\r\n");
+    assert_eq!(
+        create_answer(no_codec.as_bytes(), &local(), 7, 1)
+            .unwrap_err()
+            .to_string(),
+        "no acceptable audio stream: no codec in common"
+    );
+    let two = format!("{HEAD}m=video 5002 RTP/AVP 31\r\nm=audio 0 RTP/AVP 0\r\n");
+    assert_eq!(
+        create_answer(two.as_bytes(), &local(), 7, 1)
+            .unwrap_err()
+            .to_string(),
+        "no acceptable audio stream: m=1: not audio; m=2: port 0 (stream refused)"
+    );
+    let bad_line = "v=0\r\nthis is not sdp\r\n";
+    let text = create_answer(bad_line.as_bytes(), &local(), 7, 1)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        text,
+        "SDP cannot be parsed: a line is not <letter>=<value> (line 2)"
+    );
+    let empty = create_answer(b"", &local(), 7, 1).unwrap_err().to_string();
+    assert_eq!(empty, "SDP cannot be parsed: the body is empty");
+}

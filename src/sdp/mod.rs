@@ -172,6 +172,44 @@ pub enum Rejection {
     NoCommonCodec,
     /// The section has lines `webrtc-sdp` refuses even after normalization.
     Malformed,
+    /// The connection address (`c=`) is neither an IP address of its
+    /// address type nor a domain name (RFC 4566 §5.7, §9).
+    BadAddress,
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Rejection::NotAudio => "not audio",
+            Rejection::UnsupportedProto => "a transport other than RTP/AVP",
+            Rejection::PortZero => "port 0 (stream refused)",
+            Rejection::NoCommonCodec => "no codec in common",
+            Rejection::Malformed => "lines that cannot be read",
+            Rejection::BadAddress => {
+                "the connection address (c=) is neither an IP address nor a domain name"
+            }
+        })
+    }
+}
+
+/// `rejected` for people: the reason alone for one `m=` line, else each
+/// line numbered in order.
+fn describe_rejections(rejected: &[Rejection]) -> String {
+    match rejected {
+        [] => "no m= line".to_string(),
+        [one] => one.to_string(),
+        many => many
+            .iter()
+            .enumerate()
+            .map(|(i, r)| format!("m={}: {r}", i + 1))
+            .collect::<Vec<_>>()
+            .join("; "),
+    }
+}
+
+/// `at line N` when the line is known.
+fn describe_line(line: &Option<usize>) -> String {
+    line.map(|n| format!(" (line {n})")).unwrap_or_default()
 }
 
 /// What is wrong with an SDP body that cannot be read at all.
@@ -189,20 +227,37 @@ pub enum ParseProblem {
     BadMediaLine,
     /// `webrtc-sdp` refused the session part even after normalization.
     Refused,
+    /// The session-level `c=` line has an address that is not one of its
+    /// address type (RFC 4566 §5.7), e.g. `c=IN IP4 999.1.1.1`.
+    BadAddress,
+}
+
+impl std::fmt::Display for ParseProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ParseProblem::Empty => "the body is empty",
+            ParseProblem::NotTypeValue => "a line is not <letter>=<value>",
+            ParseProblem::MissingVersion => "the first line is not v=0",
+            ParseProblem::MissingOrigin => "there is no o= line",
+            ParseProblem::BadMediaLine => "an m= line lacks media, port, transport or format",
+            ParseProblem::Refused => "the session description is malformed",
+            ParseProblem::BadAddress => "the connection address (c=) is not a valid address",
+        })
+    }
 }
 
 /// Errors of this module. The UA maps them to SIP responses.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SdpError {
     /// The body cannot be read (→ 400, or 488 for an offer in an INVITE).
-    #[error("SDP cannot be parsed ({problem:?}) at line {line:?}")]
+    #[error("SDP cannot be parsed: {problem}{}", describe_line(line))]
     Parse {
         /// 1-based line number in the text received, when known.
         line: Option<usize>,
         problem: ParseProblem,
     },
     /// No usable audio stream (→ 488 Not Acceptable Here). One entry per `m=` line.
-    #[error("no acceptable audio stream: {rejected:?}")]
+    #[error("no acceptable audio stream: {}", describe_rejections(rejected))]
     NotAcceptable { rejected: Vec<Rejection> },
     /// RFC 3264 §6: the answer must have as many `m=` lines as the offer.
     #[error("answer has {answered} m= lines, offer had {offered}")]

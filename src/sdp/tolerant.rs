@@ -119,7 +119,17 @@ pub(crate) fn read(body: &[u8]) -> Result<RemoteSdp, SdpError> {
         .unwrap_or(lines.len());
     let (session_raw, media_raw) = lines.split_at(first_m);
     let session = normalize_session(session_raw)?;
-    parse_checked(&session, &[]).map_err(|line| parse_error(line, ParseProblem::Refused))?;
+    parse_checked(&session, &[]).map_err(|line| {
+        let conn = session
+            .iter()
+            .any(|l| l.kind == 'c' && line == Some(l.number));
+        let problem = if conn {
+            ParseProblem::BadAddress
+        } else {
+            ParseProblem::Refused
+        };
+        parse_error(line, problem)
+    })?;
     let sections = split_sections(media_raw)?
         .into_iter()
         .map(|(mline, body)| read_section(&session, mline, &body))
@@ -288,7 +298,16 @@ fn read_section(session: &[Line], mline: MLine, body: &[Line]) -> Section {
 
 fn read_audio(session: &[Line], body: &[Line]) -> Result<Audio, Rejection> {
     let media = normalize_media(body);
-    let parsed = parse_checked(session, &media).map_err(|_| Rejection::Malformed)?;
+    let parsed = parse_checked(session, &media).map_err(|line| {
+        let conn = media
+            .iter()
+            .any(|l| l.kind == 'c' && line == Some(l.number));
+        if conn {
+            Rejection::BadAddress
+        } else {
+            Rejection::Malformed
+        }
+    })?;
     let m = parsed.media.first().ok_or(Rejection::Malformed)?;
     let formats = match m.get_formats() {
         SdpFormatList::Integers(list) => list.iter().filter_map(|f| u8::try_from(*f).ok()),
@@ -305,13 +324,18 @@ fn read_audio(session: &[Line], body: &[Line]) -> Result<Audio, Rejection> {
         Some(SdpAttribute::Ptime(ms)) => u32::try_from(*ms).ok(),
         _ => None,
     };
+    let conn = m
+        .get_connection()
+        .as_ref()
+        .or(parsed.get_connection().as_ref())
+        .map(|c: &SdpConnection| conn_of(&c.address));
+    let bad = |c: &Option<Conn>| matches!(c, Some(Conn::Host(h)) if !is_domain_name(h));
+    if bad(&conn) || rtcp.as_ref().is_some_and(|(_, c)| bad(c)) {
+        return Err(Rejection::BadAddress);
+    }
     Ok(Audio {
         port: u16::try_from(m.get_port()).map_err(|_| Rejection::Malformed)?,
-        conn: m
-            .get_connection()
-            .as_ref()
-            .or(parsed.get_connection().as_ref())
-            .map(|c: &SdpConnection| conn_of(&c.address)),
+        conn,
         formats,
         rtpmaps: rtpmaps_of(m.get_attributes()),
         fmtps: raw_fmtps(body),
@@ -360,6 +384,24 @@ fn parse_checked(session: &[Line], media: &[Line]) -> Result<SdpSession, Option<
         };
         lines.get(index).map(|l| l.number)
     })
+}
+
+/// Whether a connection address that is not an IP literal can be a domain
+/// name: RFC 4566 §9 `FQDN = 4*(alpha-numeric / "-" / ".")`, and RFC 1123
+/// §2.1: the top-level label is not all digits (so `999.1.1.1` is a bad
+/// IPv4 address, not a name).
+fn is_domain_name(host: &str) -> bool {
+    let allowed = host
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+    let top = host.trim_end_matches('.').rsplit('.').next().unwrap_or("");
+    allowed
+        && host.len() >= 4
+        && !host
+            .split('.')
+            .take(host.trim_end_matches('.').split('.').count())
+            .any(str::is_empty)
+        && top.chars().any(|c| c.is_ascii_alphabetic())
 }
 
 fn conn_of(address: &ExplicitlyTypedAddress) -> Conn {

@@ -16,7 +16,9 @@ use rand::{Rng, SeedableRng};
 
 use super::call::{Call, CallDirection, CallHandle, CallState, Retransmit};
 use crate::dialog::Dialog;
-use crate::sdp::{LocalMedia, NegotiatedMedia, Negotiator, SdpError};
+use crate::sdp::{
+    LocalMedia, NegotiatedMedia, Negotiator, ParseProblem, Rejection as SdpRejection, SdpError,
+};
 use crate::sip::validate::{
     Rejection, allow_header_value, build_error_response, check_request, check_response,
 };
@@ -854,9 +856,8 @@ impl UserAgent {
         {
             let status = sdp_error_status(&e);
             let mut resp = make_response(&req, status, Some(&local_tag));
-            if status == 488 {
-                resp.headers
-                    .push("Warning", "304 sipline \"Media type not available\"");
+            if let Some(warning) = sdp_warning(&e) {
+                resp.headers.push("Warning", warning);
             }
             let _ = self.tx.send_response(&key, resp, now);
             self.emit(UaEvent::Rejected {
@@ -1441,10 +1442,30 @@ pub(super) fn next_hop_addr(dialog: &Dialog, fallback: SocketAddr) -> SocketAddr
         .unwrap_or(fallback)
 }
 
+/// The Warning of a refused offer (RFC 3261 §20.43): 301 for a connection
+/// address we cannot use, else 304.
+fn sdp_warning(e: &SdpError) -> Option<&'static str> {
+    let bad_address = match e {
+        SdpError::Parse { problem, .. } => *problem == ParseProblem::BadAddress,
+        SdpError::NotAcceptable { rejected } => rejected.contains(&SdpRejection::BadAddress),
+        _ => false,
+    };
+    match sdp_error_status(e) {
+        488 if bad_address => Some("301 sipline \"Incompatible network address formats\""),
+        488 => Some("304 sipline \"Media type not available\""),
+        _ => None,
+    }
+}
+
 /// RFC 3261 §13.3.1.1 and RFC 3264 §6: an offer with nothing in common is
 /// 488; an unreadable body is 400.
 fn sdp_error_status(e: &SdpError) -> u16 {
     match e {
+        // A connection address we cannot send to is a media problem.
+        SdpError::Parse {
+            problem: ParseProblem::BadAddress,
+            ..
+        } => 488,
         SdpError::Parse { .. } => 400,
         SdpError::OfferPending { .. } => 491,
         _ => 488,

@@ -431,6 +431,96 @@ fn offer_with_nothing_in_common_gets_488_rfc3264_6() {
     assert_eq!(p.b.call_count(), 0);
 }
 
+/// An INVITE from A to B carrying `sdp`; B's responses, first lines and
+/// Warning headers.
+fn invite_b_with(p: &mut Pair, call_id: &str, sdp: &str) -> Vec<String> {
+    let text = format!(
+        "INVITE sip:bob@127.0.0.2:5062 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK{call_id}\r\nMax-Forwards: 70\r\nFrom: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:bob@127.0.0.2>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:a@127.0.0.1:5060>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    );
+    p.b.handle_datagram(text.as_bytes(), addr(A), addr(B).ip(), p.now);
+    let mut sent = Vec::new();
+    while let Some(o) = p.b.poll_output() {
+        match o {
+            UaOutput::Transmit(t) => {
+                let text = String::from_utf8(t.payload).unwrap();
+                let warning = text
+                    .lines()
+                    .find(|l| l.starts_with("Warning:"))
+                    .unwrap_or("");
+                sent.push(format!("{} | {warning}", text.lines().next().unwrap()));
+            }
+            UaOutput::Event(e) => p.b_events.push(e),
+        }
+    }
+    sent
+}
+
+#[test]
+fn offer_with_a_garbage_connection_address_is_refused_rfc4566_5_7() {
+    let mut p = Pair::new();
+    let ip6 =
+        "v=0\r\no=- 1 1 IN IP6 ::1\r\ns=-\r\nc=IN IP6 zzz\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
+    assert_eq!(
+        invite_b_with(&mut p, "badc1", ip6).last().unwrap().as_str(),
+        "SIP/2.0 488 Not Acceptable Here | Warning: 301 sipline \"Incompatible network address formats\""
+    );
+    let ip4 = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 999.1.1.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
+    assert_eq!(
+        invite_b_with(&mut p, "badc2", ip4).last().unwrap().as_str(),
+        "SIP/2.0 488 Not Acceptable Here | Warning: 301 sipline \"Incompatible network address formats\""
+    );
+    assert_eq!(p.b.call_count(), 0);
+    let details: Vec<_> = p
+        .b_events
+        .iter()
+        .filter_map(|e| match e {
+            UaEvent::Rejected { status, detail, .. } => Some((*status, detail.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        details,
+        [
+            (
+                488,
+                "no acceptable audio stream: the connection address (c=) is neither an IP address nor a domain name".to_string()
+            ),
+            (
+                488,
+                "SDP cannot be parsed: the connection address (c=) is not a valid address (line 4)".to_string()
+            )
+        ]
+    );
+}
+
+#[test]
+fn answer_with_a_garbage_connection_address_ends_the_call_with_ack_and_bye() {
+    let mut p = Pair::new();
+    p.drop = Box::new(|from, _| from == "a");
+    p.dial();
+    let invite = sent_invite(&p);
+    let sdp = answer_sdp(&invite, 40500).replace("c=IN IP4 127.0.0.2", "c=IN IP6 zzz");
+    let ok = invite_response(&invite, 200, "bad", Some(sdp));
+    p.a.handle_datagram(&ok, addr(B), addr(A).ip(), p.now);
+    p.settle();
+    let sent: Vec<_> = p
+        .wire
+        .iter()
+        .filter(|(f, _)| f == "a")
+        .map(|(_, l)| l.split(' ').next().unwrap().to_string())
+        .collect();
+    assert_eq!(sent[sent.len() - 2..], ["ACK", "BYE"], "{sent:?}");
+    assert!(!has(&p.a_events, |e| matches!(e, UaEvent::Media { .. })));
+    match ended(&p.a_events) {
+        Some(EndReason::MediaFailure { detail }) => assert_eq!(
+            detail,
+            "no acceptable audio stream: the connection address (c=) is neither an IP address nor a domain name"
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
 #[test]
 fn retransmitted_2xx_after_the_transaction_ended_is_acked_again_bug12() {
     let mut p = Pair::new();
