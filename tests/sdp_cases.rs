@@ -747,4 +747,11 @@ fn sdp_errors_read_as_sentences() {
     );
     let empty = create_answer(b"", &local(), 7, 1).unwrap_err().to_string();
     assert_eq!(empty, "SDP cannot be parsed: the body is empty");
+    let pending = SdpError::OfferPending {
+        state: NegState::LocalOffer,
+    };
+    assert_eq!(
+        pending.to_string(),
+        "an offer is already pending (our offer awaits its answer)"
+    );
 }

@@ -99,7 +99,10 @@ pub async fn run(args: AnswerArgs, emit: Emitter) -> Exit {
                         emit.emit(
                             "incoming",
                             json!({"call": call, "from": from, "to": to}),
-                            &format!("incoming call {call} from {from}"),
+                            &format!(
+                                "incoming call {call} from {}",
+                                crate::cli::repl::state::caller(&from).2
+                            ),
                         );
                         live.insert(call, None);
                         match (args.reject, stopping) {

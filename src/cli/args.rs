@@ -280,7 +280,7 @@ pub struct AnswerArgs {
     #[arg(long, value_name = "SECS", default_value_t = 0.0, value_parser = seconds)]
     pub answer_after: f64,
     /// Refuse calls with this status instead of answering (e.g. 486, 603).
-    #[arg(long, value_name = "CODE", value_parser = clap::value_parser!(u16).range(400..700))]
+    #[arg(long, value_name = "CODE", value_parser = crate::cli::repl::command::error_status)]
     pub reject: Option<u16>,
     #[command(flatten)]
     pub common: CommonArgs,

@@ -263,10 +263,10 @@ pub enum SdpError {
     #[error("answer has {answered} m= lines, offer had {offered}")]
     MediaCountMismatch { offered: usize, answered: usize },
     /// A new offer while one is outstanding (RFC 3261 §14.1, → 491 Request Pending).
-    #[error("an offer is already pending (state {state:?})")]
+    #[error("an offer is already pending ({state})")]
     OfferPending { state: NegState },
     /// The negotiator was asked to do something its state does not allow.
-    #[error("{operation} is not valid in state {state:?}")]
+    #[error("{operation} is not valid now ({state})")]
     WrongState {
         state: NegState,
         operation: &'static str,

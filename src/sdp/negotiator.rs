@@ -30,6 +30,18 @@ pub enum NegState {
     Done,
 }
 
+impl std::fmt::Display for NegState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NegState::Null => "nothing negotiated yet",
+            NegState::LocalOffer => "our offer awaits its answer",
+            NegState::RemoteOffer => "the peer's offer awaits our answer",
+            NegState::WaitNego => "offer and answer not yet applied",
+            NegState::Done => "negotiated",
+        })
+    }
+}
+
 /// One SIP session's offer/answer state.
 #[derive(Debug, Clone)]
 pub struct Negotiator {

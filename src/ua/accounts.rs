@@ -417,7 +417,9 @@ impl UserAgent {
                     self.accounts.authorized.insert(key, auth.realm);
                 }
             }
-            Err(reason) => {
+            Err(why) => {
+                // The status goes separately: the reason is the phrase and why.
+                let reason = format!("{} ({why})", resp.reason);
                 self.registration_failed(handle, Some(resp.status), reason, RegFailure::Auth)
             }
         }
@@ -475,7 +477,8 @@ impl UserAgent {
     }
 
     /// The Authorization (401) or Proxy-Authorization (407) answering
-    /// `resp`'s challenge, or why we cannot answer it.
+    /// `resp`'s challenge, or why we cannot answer it (without the status,
+    /// which callers show themselves).
     pub(super) fn authorization_for(
         &mut self,
         resp: &Response,
@@ -485,22 +488,16 @@ impl UserAgent {
     ) -> Result<AuthHeader, String> {
         let proxy = resp.status == 407;
         let Some(creds) = self.accounts.credentials.clone() else {
-            return Err(format!(
-                "{} {} and no credentials configured",
-                resp.status, resp.reason
-            ));
+            return Err("no credentials configured".to_string());
         };
         let found = challenges(&resp.headers, proxy);
         let Some(challenge) = choose_for(&found, &creds).cloned() else {
-            return Err(format!(
-                "{} {} without a usable Digest challenge",
-                resp.status, resp.reason
-            ));
+            return Err("no usable Digest challenge".to_string());
         };
         if self.accounts.digest.should_retry(&challenge, &creds) == RetryDecision::GiveUp {
             return Err(format!(
-                "{} {}: credentials for realm {:?} refused",
-                resp.status, resp.reason, challenge.realm
+                "the credentials for realm \"{}\" were refused",
+                challenge.realm
             ));
         }
         let value = self
@@ -558,8 +555,8 @@ impl UserAgent {
             &req.body.clone(),
         ) {
             Ok(a) => a,
-            Err(reason) => {
-                tracing::warn!("{reason}");
+            Err(why) => {
+                tracing::warn!("{} {} ({why})", resp.status, resp.reason);
                 return false;
             }
         };

@@ -184,7 +184,7 @@ pub enum UaError {
     BadTarget { target: String },
     #[error("no call {call}")]
     NoSuchCall { call: CallHandle },
-    #[error("call {call} cannot do that now ({state:?})")]
+    #[error("call {call} cannot do that now (it is {state})")]
     WrongState { call: CallHandle, state: CallState },
     #[error("call {call} already has a re-INVITE in progress")]
     ReinvitePending { call: CallHandle },

@@ -37,6 +37,19 @@ pub enum CallState {
     Ended,
 }
 
+impl std::fmt::Display for CallState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CallState::Calling => "calling",
+            CallState::Early => "ringing",
+            CallState::Answering => "being answered",
+            CallState::Confirmed => "established",
+            CallState::Terminating => "hanging up",
+            CallState::Ended => "ended",
+        })
+    }
+}
+
 /// A response the UA core itself retransmits: the 2xx to an INVITE until
 /// the ACK arrives (RFC 3261 §13.3.1.4).
 #[derive(Debug, Clone)]

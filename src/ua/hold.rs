@@ -398,8 +398,8 @@ impl UserAgent {
         req.set_body(&content_type, old.body.clone());
         let auth = match self.authorization_for(resp, "INVITE", &req.uri.clone(), &old.body) {
             Ok(a) => a,
-            Err(reason) => {
-                tracing::warn!("{reason}");
+            Err(why) => {
+                tracing::warn!("{} {} ({why})", resp.status, resp.reason);
                 return false;
             }
         };

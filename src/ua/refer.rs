@@ -200,8 +200,8 @@ impl UserAgent {
         req.set_body("", Vec::new());
         let auth = match self.authorization_for(resp, "REFER", &req.uri.clone(), &[]) {
             Ok(a) => a,
-            Err(reason) => {
-                tracing::warn!("{reason}");
+            Err(why) => {
+                tracing::warn!("{} {} ({why})", resp.status, resp.reason);
                 return false;
             }
         };
@@ -224,7 +224,10 @@ impl UserAgent {
             call,
             TransferProgress::Failed {
                 status: None,
-                reason: format!("{reason:?}"),
+                reason: match reason {
+                    EndReason::TransportError => "the network refused the request".to_string(),
+                    _ => "no response".to_string(),
+                },
             },
         );
     }

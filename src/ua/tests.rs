@@ -1793,3 +1793,44 @@ fn invite_and_its_200_carry_the_public_contact_once_known() {
         Some("Contact: <sip:bob@198.51.100.65:40000>")
     );
 }
+
+#[test]
+fn a_refused_registration_gives_the_status_once_and_the_reason_in_words() {
+    let mut ua = ua("alice", A, 8);
+    let mut events = Vec::new();
+    let now = Instant::now();
+    let registrar = addr("198.51.100.71:5060");
+    let cfg = super::registration::RegistrationConfig {
+        aor: "sip:alice@example.com".into(),
+        registrar: "sip:example.com".into(),
+        expires: 600,
+        route: Vec::new(),
+        instance: None,
+    };
+    ua.register(cfg, registrar, addr(A).ip(), now);
+    let req = next_register(&mut ua, &mut events).expect("a REGISTER");
+    let challenge = format!(
+        "SIP/2.0 401 Unauthorized\r\nVia: {}\r\nFrom: {}\r\nTo: {};tag=reg\r\nCall-ID: {}\r\nCSeq: {}\r\nWWW-Authenticate: Digest realm=\"example.com\", nonce=\"abc\"\r\nContent-Length: 0\r\n\r\n",
+        req.headers.get("Via").unwrap(),
+        req.headers.get("From").unwrap(),
+        req.headers.get("To").unwrap(),
+        req.headers.get("Call-ID").unwrap(),
+        req.headers.get("CSeq").unwrap(),
+    );
+    ua.handle_datagram(challenge.as_bytes(), registrar, addr(A).ip(), now);
+    assert!(next_register(&mut ua, &mut events).is_none());
+    let failed = events.iter().find_map(|e| match e {
+        UaEvent::Registration {
+            event: super::accounts::RegEvent::Failed { status, reason, .. },
+            ..
+        } => Some((*status, reason.clone())),
+        _ => None,
+    });
+    assert_eq!(
+        failed,
+        Some((
+            Some(401),
+            "Unauthorized (no credentials configured)".to_string()
+        ))
+    );
+}

@@ -548,15 +548,24 @@ fn call_id(command: &'static str, s: &str) -> Result<CallId, ParseError> {
         })
 }
 
-fn status_code(command: &'static str, s: &str) -> Result<u16, ParseError> {
-    match s.parse::<u16>() {
+/// What a refusal code must be: a final error status, RFC 3261 §21.4–21.6.
+pub const ERROR_STATUS_RULE: &str = "the code must be 400–699";
+
+/// A SIP error status (4xx–6xx) to refuse a call with, for `reject` and
+/// `sipline answer --reject`.
+pub fn error_status(s: &str) -> Result<u16, String> {
+    match s.trim().parse::<u16>() {
         Ok(n) if (400..700).contains(&n) => Ok(n),
-        _ => Err(ParseError::Bad {
-            command,
-            arg: s.to_string(),
-            why: "is not a SIP error status (400-699)",
-        }),
+        _ => Err(ERROR_STATUS_RULE.to_string()),
     }
+}
+
+fn status_code(command: &'static str, s: &str) -> Result<u16, ParseError> {
+    error_status(s).map_err(|_| ParseError::Bad {
+        command,
+        arg: s.to_string(),
+        why: "is not a SIP error status: the code must be 400–699",
+    })
 }
 
 fn dtmf_digits(command: &'static str, s: &str) -> Result<String, ParseError> {
@@ -618,6 +627,23 @@ pub fn help(spec: Option<&CommandSpec>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refusal_codes_must_be_400_to_699_in_the_repl_and_on_the_command_line() {
+        assert_eq!(error_status("486"), Ok(486));
+        assert_eq!(error_status("699"), Ok(699));
+        for bad in ["700", "399", "abc", ""] {
+            assert_eq!(error_status(bad), Err("the code must be 400–699".into()));
+        }
+        use clap::Parser;
+        let err =
+            match crate::cli::args::Cli::try_parse_from(["sipline", "answer", "--reject", "700"]) {
+                Ok(_) => panic!("700 is accepted"),
+                Err(e) => e.to_string(),
+            };
+        assert!(err.contains("the code must be 400–699"), "{err}");
+        assert!(!err.contains("400..700"), "{err}");
+    }
 
     #[test]
     fn every_command_and_alias_parses_to_the_same_command() {
