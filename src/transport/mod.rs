@@ -45,7 +45,8 @@ pub fn stamp_via(req: &mut Request, source: SocketAddr) {
 /// RFC 3261 §18.2.2 and RFC 3581 §4: where a response to a request
 /// received over UDP goes: the `received` address (else the sent-by host
 /// when it is literal, else the source), and the `rport` port when present,
-/// else the sent-by port, else 5060.
+/// else the sent-by port, else 5060. A port 0 or an unspecified address
+/// (nowhere to send to) gives the source instead.
 pub fn response_destination(top_via: &Via, source: SocketAddr) -> SocketAddr {
     let ip = top_via
         .received()
@@ -57,6 +58,12 @@ pub fn response_destination(top_via: &Via, source: SocketAddr) -> SocketAddr {
         Some(None) => source.port(),
         None => top_via.port.unwrap_or(5060),
     };
+    if port == 0 || ip.is_unspecified() {
+        // Nothing listens there: answer where the request came from, as
+        // RFC 3581 §4 does for rport.
+        tracing::debug!(%source, "Via names port 0 or no address: responding to the source");
+        return source;
+    }
     SocketAddr::new(ip, port)
 }
 
@@ -100,6 +107,23 @@ mod tests {
             response_destination(&via, "127.0.0.1:40000".parse().unwrap()),
             "127.0.0.1:40000".parse().unwrap()
         );
+    }
+
+    #[test]
+    fn a_via_with_port_0_gets_its_response_at_the_source_rfc3581_4() {
+        let source: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        for top in [
+            "SIP/2.0/UDP 198.51.100.9:0;branch=z9hG4bK1",
+            "SIP/2.0/UDP 127.0.0.1:0;branch=z9hG4bK1",
+            "SIP/2.0/UDP 198.51.100.9:5060;rport=0;branch=z9hG4bK1",
+        ] {
+            let via = req(top).headers.top_via().unwrap();
+            assert_eq!(response_destination(&via, source), source, "{top}");
+            let mut r = req(top);
+            stamp_via(&mut r, source);
+            let via = r.headers.top_via().unwrap();
+            assert_eq!(response_destination(&via, source), source, "{top}");
+        }
     }
 
     #[test]

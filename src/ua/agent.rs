@@ -1076,17 +1076,40 @@ impl UserAgent {
         let _ = self.tx.send_response(&key, resp, now);
     }
 
-    /// INFO within a dialog: 200, and a DTMF digit when the body is
-    /// `application/dtmf-relay` (`Signal=5`).
+    /// INFO within a dialog (RFC 6086, legacy usage without Info-Package):
+    /// an empty body gets 200; a DTMF body (`application/dtmf-relay` with
+    /// `Signal=5`, or `application/dtmf` with the digit alone) gets 200 and
+    /// reports the digit, or 400 when it holds no digit; any other body gets
+    /// 415 with the types we accept (RFC 3261 §21.4.13, RFC 6086 §4.2.2).
     fn on_in_dialog_ok(&mut self, key: TransactionKey, req: Request, now: Instant) {
         let Some(call) = self.find_dialog_call(&req) else {
             return self.respond(&key, &req, 481, now);
         };
-        self.respond(&key, &req, 200, now);
-        if req.headers.content_type().as_deref() == Some("application/dtmf-relay")
-            && let Some(digit) = dtmf_relay_signal(&req.body)
-        {
-            self.emit(UaEvent::Dtmf { call, digit });
+        if req.body.is_empty() {
+            return self.respond(&key, &req, 200, now);
+        }
+        let digit = match req.headers.content_type().as_deref() {
+            Some("application/dtmf-relay") => dtmf_relay_signal(&req.body),
+            Some("application/dtmf") => dtmf_digit(&req.body),
+            _ => {
+                let tag = self.token(10);
+                let mut resp = make_response(&req, 415, Some(&tag));
+                resp.headers.push("Accept", INFO_ACCEPT);
+                let _ = self.tx.send_response(&key, resp, now);
+                return;
+            }
+        };
+        match digit {
+            Some(digit) => {
+                self.respond(&key, &req, 200, now);
+                self.emit(UaEvent::Dtmf { call, digit });
+            }
+            None => {
+                let tag = self.token(10);
+                let rejection = Rejection::new(400, "no DTMF digit in the body".to_string());
+                let resp = build_error_response(&req, &rejection, &tag);
+                let _ = self.tx.send_response(&key, resp, now);
+            }
         }
     }
 
@@ -1415,6 +1438,20 @@ impl UserAgent {
             .and_then(|c| c.answered_at)
             .map(|t| now.saturating_duration_since(t))
     }
+}
+
+/// The bodies of INFO we understand (see `on_in_dialog_ok`).
+const INFO_ACCEPT: &str = "application/dtmf-relay, application/dtmf";
+
+/// The digit of an `application/dtmf` body: the digit alone.
+fn dtmf_digit(body: &[u8]) -> Option<char> {
+    let text = std::str::from_utf8(body).ok()?.trim();
+    let mut chars = text.chars();
+    let c = chars.next()?;
+    if chars.next().is_some() {
+        return None;
+    }
+    crate::media::dtmf::digit_to_event(c).map(|_| c.to_ascii_uppercase())
 }
 
 /// The digit of an `application/dtmf-relay` body (`Signal=5\r\nDuration=160`).

@@ -707,6 +707,70 @@ fn info_with_dtmf_relay_reports_the_digit() {
     )));
 }
 
+/// An INFO from A in the established dialog, with `content_type` and `body`.
+fn info_in_dialog(p: &Pair, branch: &str, cseq: u32, content_type: &str, body: &str) -> Vec<u8> {
+    let invite = sent_invite(p);
+    let to_tag = p
+        .raw
+        .iter()
+        .find(|(f, d)| f == "b" && d.starts_with(b"SIP/2.0 200"))
+        .and_then(|(_, d)| match parse_datagram(d).ok()? {
+            SipMessage::Response(r) => r.headers.to_addr().ok()?.tag().map(str::to_string),
+            _ => None,
+        })
+        .unwrap();
+    let content_type = if content_type.is_empty() {
+        String::new()
+    } else {
+        format!("Content-Type: {content_type}\r\n")
+    };
+    format!(
+        "INFO sip:bob@127.0.0.2:5062 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK{branch}\r\nMax-Forwards: 70\r\nFrom: {}\r\nTo: <sip:bob@127.0.0.2:5062>;tag={to_tag}\r\nCall-ID: {}\r\nCSeq: {cseq} INFO\r\n{content_type}Content-Length: {}\r\n\r\n{body}",
+        invite.headers.get("From").unwrap(),
+        invite.headers.call_id().unwrap(),
+        body.len()
+    )
+    .into_bytes()
+}
+
+#[test]
+fn info_bodies_we_do_not_understand_get_415_with_accept_or_400_rfc6086_4_2_2() {
+    let mut p = Pair::new();
+    established(&mut p);
+    let cases = [
+        (
+            "application/xml",
+            "<x/>",
+            "SIP/2.0 415 Unsupported Media Type",
+        ),
+        ("application/dtmf-relay", "Duration=160\r\n", "SIP/2.0 400 "),
+        ("application/dtmf-relay", "Signal=Q\r\n", "SIP/2.0 400 "),
+        ("application/dtmf", "12", "SIP/2.0 400 "),
+        ("application/dtmf", "7", "SIP/2.0 200 OK"),
+        ("", "", "SIP/2.0 200 OK"),
+    ];
+    for (i, (content_type, body, status)) in cases.into_iter().enumerate() {
+        let info = info_in_dialog(&p, &format!("inf{i}"), 10 + i as u32, content_type, body);
+        let resp = response_to(&mut p, info);
+        assert!(resp.starts_with(status), "{content_type} {body:?}: {resp}");
+        if status.contains("415") {
+            assert!(
+                resp.contains("\r\nAccept: application/dtmf-relay, application/dtmf\r\n"),
+                "{resp}"
+            );
+        }
+    }
+    let digits: Vec<char> = p
+        .b_events
+        .iter()
+        .filter_map(|e| match e {
+            UaEvent::Dtmf { digit, .. } => Some(*digit),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(digits, ['7']);
+}
+
 #[test]
 fn dtmf_sent_by_sip_info_reaches_the_peer_in_order_and_before_the_answer_is_refused() {
     let mut p = Pair::new();
@@ -1833,4 +1897,39 @@ fn a_refused_registration_gives_the_status_once_and_the_reason_in_words() {
             "Unauthorized (no credentials configured)".to_string()
         ))
     );
+}
+
+#[test]
+fn notify_without_an_event_header_gets_489_bad_event_rfc6665_8_2_1() {
+    let mut p = Pair::new();
+    established(&mut p);
+    let info = String::from_utf8(info_in_dialog(
+        &p,
+        "nev1",
+        30,
+        "message/sipfrag",
+        "SIP/2.0 200 OK\r\n",
+    ))
+    .unwrap();
+    let notify = info
+        .replacen("INFO sip:", "NOTIFY sip:", 1)
+        .replace("CSeq: 30 INFO", "CSeq: 30 NOTIFY");
+    let resp = response_to(&mut p, notify.into_bytes());
+    assert!(resp.starts_with("SIP/2.0 489 Bad Event\r\n"), "{resp}");
+}
+
+#[test]
+fn a_request_whose_via_says_port_0_is_answered_at_its_source_rfc3581_4() {
+    let mut p = Pair::new();
+    let options = request(
+        "OPTIONS sip:bob@127.0.0.2:5062 SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:0;branch=z9hG4bKport0\nMax-Forwards: 70\nFrom: <sip:a@127.0.0.1>;tag=1\nTo: <sip:bob@127.0.0.2>\nCall-ID: port0\nCSeq: 1 OPTIONS\nContent-Length: 0\n\n",
+    );
+    p.b.handle_datagram(&options, addr(A), addr(B).ip(), p.now);
+    let mut dests = Vec::new();
+    while let Some(o) = p.b.poll_output() {
+        if let UaOutput::Transmit(t) = o {
+            dests.push(t.dest);
+        }
+    }
+    assert_eq!(dests, [addr(A)]);
 }
