@@ -206,6 +206,8 @@ pub struct DirectionReport {
     /// The jitter-buffer delay then: against `jitter_buffer_ms`, whether
     /// the buffer grew or shrank over the call (clock drift).
     pub jitter_buffer_early_ms: Option<f64>,
+    /// The delay the buffer aimed at then (it follows the measured jitter).
+    pub jitter_target_early_ms: Option<f64>,
     /// Late packets until then: `late_packets` minus this is what arrived
     /// too late once the buffer had adapted.
     pub late_packets_early: Option<u64>,
@@ -500,6 +502,7 @@ fn analyse(d: Direction<'_>) -> DirectionReport {
         jitter_buffer_ms: r.jitter_buffer_ms,
         early_at_s: d.receiver_early.as_ref().map(|e| e.0),
         jitter_buffer_early_ms: d.receiver_early.as_ref().map(|e| e.1.jitter_buffer_ms),
+        jitter_target_early_ms: d.receiver_early.as_ref().map(|e| e.1.jitter_target_ms),
         late_packets_early: d.receiver_early.as_ref().map(|e| e.1.late),
         jitter_target_ms: r.jitter_target_ms,
         jitter_grown: r.jitter_grown,
