@@ -871,8 +871,14 @@ impl App {
             duration_s: duration.map(|d| (d * 10.0).round() / 10.0),
             result,
         };
-        if let Err(e) = history::append(&path, record) {
-            tracing::warn!("cannot write the call history {}: {e}", path.display());
+        match history::append(&path, record) {
+            Ok(Some(kept)) => tracing::warn!(
+                "the call history {} could not be read: kept as {} and started anew",
+                path.display(),
+                kept.display()
+            ),
+            Ok(None) => {}
+            Err(e) => tracing::warn!("cannot write the call history {}: {e}", path.display()),
         }
     }
 
