@@ -605,10 +605,12 @@ impl App {
                     c.codec = Some(media.codec.encoding_name().to_string());
                 }
                 let remote = media.remote_rtp.map(|a| a.to_string());
+                let remote_rtcp = media.remote_rtcp.map(|a| a.to_string());
                 self.event(
                     "media",
                     json!({"call": id, "codec": media.codec.encoding_name(),
                            "payload_type": media.payload_type, "remote_rtp": remote,
+                           "remote_rtcp": remote_rtcp, "rtcp_mux": media.rtcp_mux,
                            "direction": media.direction.attribute(),
                            "telephone_event": media.telephone_event}),
                     &format!(
