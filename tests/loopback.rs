@@ -280,15 +280,9 @@ fn impairment_options_out_of_range_are_usage_errors() {
 
 #[test]
 fn human_report_names_every_measurement() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_sipline"))
-        .args([
-            "loopback",
-            "--null-audio",
-            "--duration",
-            "1.5",
-            "--seed",
-            "2",
-        ])
+        .args(["loopback", "--null-audio", "--duration", "2", "--seed", "2"])
         .env("XDG_CONFIG_HOME", "/nonexistent/sipline-test-config")
         .output()
         .expect("sipline runs");
@@ -307,4 +301,19 @@ fn human_report_names_every_measurement() {
         assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
     }
     assert_eq!(out.status.code(), Some(0), "{text}");
+}
+
+/// With every packet lost, the report says so (RFC 3550's count between
+/// received packets has nothing to count) and the check fails.
+#[test]
+fn total_loss_is_reported_as_100_percent() {
+    let (code, r) = loopback(&["--loss", "100", "--duration", "2", "--seed", "4"]);
+    assert_eq!(code, 8, "{r}");
+    for dir in DIRECTIONS {
+        let d = &r[dir];
+        assert_eq!(num(d, "packets_received"), 0.0, "{dir}: {d}");
+        assert_eq!(num(d, "loss_percent"), 100.0, "{dir}: {d}");
+        assert_eq!(num(d, "packets_lost"), num(d, "packets_sent"), "{dir}: {d}");
+        assert_eq!(d["signal_ok"], false, "{dir}: {d}");
+    }
 }
