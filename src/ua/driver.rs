@@ -1357,7 +1357,10 @@ impl Driver {
             })
             .collect();
         for (call, silent_for) in dead {
-            tracing::warn!("no RTP for {silent_for:?}: hanging up call {call}");
+            tracing::warn!(
+                "no RTP for {:.1} s: hanging up call {call}",
+                silent_for.as_secs_f64()
+            );
             let _ = self
                 .events
                 .send(PhoneEvent::MediaTimeout { call, silent_for });

@@ -244,7 +244,11 @@ impl UserAgent {
         if !pending {
             return;
         }
-        self.reinvite_failed(call, None, format!("{reason:?}"));
+        let why = match reason {
+            EndReason::TransportError => "the network refused the re-INVITE",
+            _ => "no response to the re-INVITE",
+        };
+        self.reinvite_failed(call, None, why.to_string());
         if reason == EndReason::Timeout {
             self.send_bye(call, now);
         }

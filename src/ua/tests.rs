@@ -1965,3 +1965,25 @@ fn unregister_sends_its_register_at_once() {
     }
     assert_eq!(count, 1);
 }
+
+#[test]
+fn an_unanswered_reinvite_fails_with_a_reason_in_words() {
+    let mut p = Pair::new();
+    let (call, _) = established(&mut p);
+    p.drop = Box::new(|from, _| from == "b");
+    p.a.hold(call, p.now).unwrap();
+    p.settle();
+    p.run_for(Duration::from_secs(40));
+    let reasons: Vec<_> = p
+        .a_events
+        .iter()
+        .filter_map(|e| match e {
+            UaEvent::HoldFailed { status, reason, .. } => Some((*status, reason.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        reasons,
+        [(None, "no response to the re-INVITE".to_string())]
+    );
+}
