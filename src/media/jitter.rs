@@ -1094,6 +1094,68 @@ mod tests {
     }
 
     #[test]
+    fn telephone_events_fill_the_audio_gap_and_count_as_received_rfc4733_2_1() {
+        // Audio 0..4, then one 100 ms event sent over five frames plus two
+        // repeated end packets (seq 5..11), then audio again from seq 12.
+        let t0 = Instant::now();
+        let mut jb = buffer();
+        let mut frames = Vec::new();
+        let event_ts = 5 * 160;
+        for i in 0..20u16 {
+            let ts = u32::from(i) * 160;
+            let arrival = t0 + FRAME * u32::from(i);
+            match i {
+                5..=11 => {
+                    let duration = (u32::from(i) - 4).min(5) * 160;
+                    let mut e = packet(1, i, event_ts);
+                    e.payload_type = 101;
+                    jb.push_event(&e, duration, i >= 9, arrival);
+                }
+                _ => {
+                    let mut a = packet(1, i, ts);
+                    a.marker = i == 12;
+                    jb.push(&a, arrival);
+                }
+            }
+            if let Some(frame) = jb.pop(arrival + 10 * MS) {
+                frames.push(frame);
+            }
+        }
+        let stats = jb.stats();
+        assert_eq!((stats.received, stats.lost, stats.missing), (20, 0, 0));
+        assert!(
+            !frames.iter().any(|f| matches!(f, Frame::Missing { .. })),
+            "{frames:?}"
+        );
+        let paused = frames
+            .iter()
+            .filter(|f| matches!(f, Frame::Pause { .. }))
+            .count();
+        assert!(paused >= 5, "{frames:?}");
+    }
+
+    #[test]
+    fn a_gap_without_a_missing_sequence_number_is_a_pause_not_a_loss() {
+        // RFC 3551 §4.1: the sender stopped sending (seq 3 follows seq 2)
+        // and resumed later with a marker.
+        let t0 = Instant::now();
+        let mut jb = buffer();
+        jb.push(&packet(1, 1, 0), t0);
+        jb.push(&packet(1, 2, 160), t0 + FRAME);
+        let mut resumed = packet(1, 3, 640);
+        resumed.marker = true;
+        jb.push(&resumed, t0 + 4 * FRAME);
+        let popped: Vec<_> = (0..4).map(|i| jb.pop(t0 + 60 * MS + FRAME * i)).collect();
+        assert!(
+            !popped
+                .iter()
+                .any(|f| matches!(f, Some(Frame::Missing { .. }))),
+            "{popped:?}"
+        );
+        assert_eq!(jb.stats().lost, 0);
+    }
+
+    #[test]
     fn gaps_pop_as_missing_with_their_timestamp_and_next_payload_follows_the_gap() {
         let t0 = Instant::now();
         let mut jb = buffer();
