@@ -731,3 +731,80 @@ fn loopback_with_opus_passes_its_signal_check() {
         );
     }
 }
+
+/// The `ended` event of `events`, if any.
+fn ended_event(events: &[serde_json::Value]) -> Option<&serde_json::Value> {
+    events.iter().find(|e| e["event"] == "ended")
+}
+
+#[test]
+fn caller_whose_bye_is_never_answered_still_reports_the_end_and_the_statistics() {
+    let (answer, port) = Sipline::answer(&["--null-audio"]);
+    let uri = format!("sip:test@127.0.0.1:{port}");
+    let mut call = Sipline::spawn(
+        "call",
+        &[
+            "call",
+            &uri,
+            "--bind",
+            "127.0.0.1",
+            "--duration",
+            "2",
+            "--null-audio",
+        ],
+        &[],
+    );
+    call.wait_event("answered", SECS);
+    // The callee freezes: our BYE gets no answer at all.
+    answer.signal("STOP");
+    let (code, events) = call.wait_exit(SECS);
+    answer.signal("CONT");
+    drop(answer);
+    assert_eq!(
+        code,
+        0,
+        "we hung up as asked; {events:?}\n{}",
+        call.stderr()
+    );
+    let ended = ended_event(&events).expect("an ended event");
+    assert_eq!(ended["reason"]["kind"], "bye_timeout", "{ended}");
+    assert!(
+        ended["media"]["packets_sent"].as_u64().unwrap_or(0) > 0,
+        "the statistics are there: {ended}"
+    );
+    assert!(
+        !call.stderr().contains("did not end in time"),
+        "{}",
+        call.stderr()
+    );
+}
+
+#[test]
+fn answer_terminated_while_the_caller_is_frozen_reports_the_end_and_the_statistics() {
+    let (mut answer, port) = Sipline::answer(&["--null-audio"]);
+    let uri = format!("sip:test@127.0.0.1:{port}");
+    let mut call = Sipline::spawn(
+        "call",
+        &["call", &uri, "--bind", "127.0.0.1", "--null-audio"],
+        &[],
+    );
+    call.wait_event("answered", SECS);
+    answer.wait_event("answered", SECS);
+    call.signal("STOP");
+    answer.signal("TERM");
+    let (code, events) = answer.wait_exit(SECS);
+    call.signal("CONT");
+    drop(call);
+    assert_eq!(code, 0, "{events:?}\n{}", answer.stderr());
+    let ended = ended_event(&events).expect("an ended event");
+    assert_eq!(ended["reason"]["kind"], "bye_timeout", "{ended}");
+    assert!(
+        ended["media"].is_object(),
+        "the statistics are there: {ended}"
+    );
+    assert!(
+        !answer.stderr().contains("did not end in time"),
+        "{}",
+        answer.stderr()
+    );
+}

@@ -13,8 +13,10 @@ use super::{Signals, phone_config, phone_config_for};
 use crate::media::audio::AudioFormat;
 use crate::ua::{Phone, PhoneConfig, PhoneEvent, UaEvent};
 
-/// How long a hang-up may take before we exit anyway.
-const HANGUP_GRACE: Duration = Duration::from_secs(5);
+/// How long a hang-up may take before we exit anyway. A BYE the peer never
+/// answers ends the call sooner, after the core's BYE wait (8·T1, 4 s), with
+/// an `ended` event; this is only a backstop.
+const HANGUP_GRACE: Duration = Duration::from_secs(10);
 
 /// Places the call and waits until it ends; returns the exit code.
 pub async fn run(args: CallArgs, emit: Emitter) -> Exit {

@@ -164,6 +164,7 @@ pub fn describe_end(reason: &EndReason) -> String {
         EndReason::TransportError => "network error".into(),
         EndReason::MediaFailure { detail } => format!("unusable media: {detail}"),
         EndReason::MediaTimeout => "no audio from the peer (RTP timeout)".into(),
+        EndReason::ByeTimeout => "we hung up; BYE not answered".into(),
     }
 }
 

@@ -43,7 +43,8 @@ impl Exit {
     /// The exit code for how an outgoing call ended.
     pub fn for_end(reason: &EndReason, interrupted: bool, ring_timeout: bool) -> Exit {
         match reason {
-            EndReason::LocalHangup | EndReason::RemoteHangup => Exit::Ok,
+            // We hung up; an unanswered BYE does not make the call fail.
+            EndReason::LocalHangup | EndReason::RemoteHangup | EndReason::ByeTimeout => Exit::Ok,
             EndReason::Cancelled if ring_timeout => Exit::NoAnswer,
             EndReason::Cancelled if interrupted => Exit::Interrupted,
             EndReason::Cancelled => Exit::NoAnswer,

@@ -74,6 +74,9 @@ pub enum EndReason {
     MediaFailure { detail: String },
     /// The peer stopped sending RTP; we sent BYE without waiting for it.
     MediaTimeout,
+    /// We hung up after the answer but the peer never answered our BYE
+    /// (RFC 3261 §15.1.1: the session is over once the BYE is sent).
+    ByeTimeout,
 }
 
 /// Events for the shell and the user.
@@ -248,6 +251,7 @@ impl UserAgent {
             .chain(retrans)
             .chain(self.accounts.next_timeout())
             .chain(self.next_reinvite_retry())
+            .chain(self.calls.values().filter_map(|c| c.bye_deadline))
             .min()
     }
 
@@ -632,6 +636,7 @@ impl UserAgent {
 
     /// §15.1.1: BYE within the dialog, to the next hop.
     pub(super) fn send_bye(&mut self, call: CallHandle, now: Instant) {
+        let wait = self.bye_wait();
         let local_ip = match self.calls.get(&call) {
             Some(c) => c.local_ip,
             None => return,
@@ -647,6 +652,7 @@ impl UserAgent {
         bye.headers.push("Content-Length", "0");
         let dest = next_hop_addr(dialog, c.peer);
         c.state = CallState::Terminating;
+        c.bye_deadline = Some(now + wait);
         match self.tx.send_request(bye, dest, now) {
             Ok(key) => c.bye_key = Some(key),
             Err(_) => self.end_call(call, EndReason::LocalHangup),
@@ -740,9 +746,33 @@ impl UserAgent {
         for call in due {
             self.on_2xx_retransmit_timer(call, now);
         }
+        self.on_timer_bye_wait(now);
         self.refresh_registrations(now);
         self.on_timer_reinvite_retry(now);
         self.drain_tx(now);
+    }
+
+    /// How long a call waits for the answer to our BYE before it ends
+    /// anyway: 8·T1 (4 s by default), long enough for four transmissions
+    /// of the BYE (Timer E: 0, T1, 3·T1, 7·T1). RFC 3261 §15.1.1: the
+    /// session is terminated as soon as the BYE is sent, so nothing
+    /// waits for Timer F's 64·T1; the transaction keeps retransmitting
+    /// on its own.
+    pub fn bye_wait(&self) -> Duration {
+        self.cfg.timers.t1 * 8
+    }
+
+    /// Ends the calls whose BYE went unanswered for [`UserAgent::bye_wait`].
+    fn on_timer_bye_wait(&mut self, now: Instant) {
+        let due: Vec<CallHandle> = self
+            .calls
+            .values()
+            .filter(|c| c.bye_deadline.is_some_and(|t| t <= now))
+            .map(|c| c.handle)
+            .collect();
+        for call in due {
+            self.end_call(call, EndReason::ByeTimeout);
+        }
     }
 
     /// §13.3.1.4: re-send the 2xx at T1, doubling up to T2; after 64·T1

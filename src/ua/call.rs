@@ -77,6 +77,9 @@ pub struct Call {
     /// Incoming: hang up once the ACK arrives (§15).
     pub bye_after_ack: bool,
     pub bye_key: Option<TransactionKey>,
+    /// Our BYE is out: the call ends at this instant even if the peer never
+    /// answers it (see `UserAgent::bye_wait`).
+    pub bye_deadline: Option<Instant>,
     /// When the call was answered, for durations.
     pub answered_at: Option<Instant>,
     /// Who holds whom (RFC 3264 §8.4), see `hold.rs`.
@@ -128,6 +131,7 @@ impl Call {
             ok_retransmit: None,
             bye_after_ack: false,
             bye_key: None,
+            bye_deadline: None,
             answered_at: None,
             hold: HoldState::default(),
             reinvite: None,
