@@ -527,6 +527,7 @@ fn bad_time_and_identity_options_are_usage_errors() {
     for args in [
         &["call", "sip:x@127.0.0.1:9", "--duration", "inf"][..],
         &["call", "sip:x@127.0.0.1:9", "--timeout", "-1"],
+        &["call", "sip:x@127.0.0.1:9", "--timeout", "0"],
         &["call", "sip:x@127.0.0.1:9", "--from", "notauri"],
         &["call", "sip:x@127.0.0.1:9", "--user", "a b"],
         &["answer", "--answer-after", "1e300"],
