@@ -53,7 +53,7 @@ impl Exit {
                 408 | 480 => Exit::NoAnswer,
                 _ => Exit::Failed,
             },
-            EndReason::Timeout => Exit::NoAnswer,
+            EndReason::Timeout | EndReason::NoFinalResponse { .. } => Exit::NoAnswer,
             EndReason::TransportError | EndReason::MediaTimeout => Exit::Network,
             EndReason::MediaFailure { .. } | EndReason::NoAck => Exit::Failed,
             EndReason::RemoteCancelled | EndReason::LocalReject { .. } => Exit::Failed,

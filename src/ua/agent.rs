@@ -64,8 +64,12 @@ pub enum EndReason {
     Rejected { status: u16, reason: String },
     /// We refused the incoming call.
     LocalReject { status: u16 },
-    /// No final response in time (Timer B / 408).
+    /// No response at all in time (Timer B / 408).
     Timeout,
+    /// The callee sent provisional responses (the latest: `status`) but no
+    /// final one before Timer B (RFC 6026 keeps it running in Proceeding)
+    /// or our ring timeout.
+    NoFinalResponse { status: u16 },
     /// Our 2xx was never acknowledged (§13.3.1.4).
     NoAck,
     /// The network refused the request.
@@ -1221,6 +1225,7 @@ impl UserAgent {
     fn on_invite_provisional(&mut self, call: CallHandle, resp: Response, now: Instant) {
         let c = self.calls.get_mut(&call).expect("caller checked");
         c.got_provisional = true;
+        c.last_provisional = Some(resp.status);
         if resp.status > 100 && c.state == CallState::Calling {
             c.state = CallState::Early;
         }
@@ -1385,10 +1390,10 @@ impl UserAgent {
         if c.is_established() {
             return;
         }
-        let reason = if c.cancelled || c.cancel_pending {
-            EndReason::Cancelled
-        } else {
-            reason
+        let reason = match (c.cancelled || c.cancel_pending, c.last_provisional, reason) {
+            (true, _, _) => EndReason::Cancelled,
+            (false, Some(status), EndReason::Timeout) => EndReason::NoFinalResponse { status },
+            (false, _, reason) => reason,
         };
         self.referred_ended(call, &reason, now);
         self.end_call(call, reason);

@@ -69,6 +69,8 @@ pub struct Call {
     pub cancelled: bool,
     /// Outgoing: a provisional response arrived, so CANCEL may be sent.
     pub got_provisional: bool,
+    /// Outgoing: the status of the latest provisional response.
+    pub last_provisional: Option<u16>,
     /// Outgoing: the ACK for the 2xx, re-sent for each retransmitted 2xx
     /// (§13.2.2.4).
     pub ack: Option<(SocketAddr, Vec<u8>)>,
@@ -127,6 +129,7 @@ impl Call {
             cancel_pending: false,
             cancelled: false,
             got_provisional: false,
+            last_provisional: None,
             ack: None,
             ok_retransmit: None,
             bye_after_ack: false,

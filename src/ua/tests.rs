@@ -1736,3 +1736,17 @@ fn unanswered_bye_ends_the_call_after_8_t1_without_waiting_for_timer_f_rfc3261_1
         .count();
     assert_eq!(ends, 1);
 }
+
+#[test]
+fn only_a_provisional_response_then_timer_b_is_no_final_response_not_no_response_rfc6026() {
+    let mut p = Pair::new();
+    // The callee's 180 (and anything after it) is lost: only 100 Trying arrives.
+    p.drop = Box::new(|from, text| from == "b" && !text.starts_with("SIP/2.0 100"));
+    p.dial();
+    assert_eq!(p.sent("b", "SIP/2.0 100"), 1);
+    p.run_for(Duration::from_secs(33));
+    assert_eq!(
+        ended(&p.a_events),
+        Some(EndReason::NoFinalResponse { status: 100 })
+    );
+}
