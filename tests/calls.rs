@@ -809,3 +809,37 @@ fn answer_terminated_while_the_caller_is_frozen_reports_the_end_and_the_statisti
         answer.stderr()
     );
 }
+
+#[test]
+fn calling_our_own_address_is_a_usage_error_at_once() {
+    // A free port for our own socket.
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let uri = format!("sip:x@127.0.0.1:{port}");
+    let port = port.to_string();
+    let started = std::time::Instant::now();
+    let mut call = Sipline::spawn(
+        "call",
+        &["call", &uri, "--local-port", &port, "--null-audio"],
+        &[],
+    );
+    let (code, events) = call.wait_exit(SECS);
+    assert_eq!(code, 2, "{events:?}\n{}", call.stderr());
+    assert!(
+        call.stderr().contains("would call itself"),
+        "{}",
+        call.stderr()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "no waiting for Timer B: {:?}",
+        started.elapsed()
+    );
+    assert!(
+        !events.iter().any(|e| e["event"] == "calling"),
+        "{events:?}"
+    );
+}

@@ -1,5 +1,6 @@
 //! `sipline call`: one outgoing call.
 
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -11,6 +12,7 @@ use super::exit::Exit;
 use super::io::open_io;
 use super::{Signals, phone_config, phone_config_for};
 use crate::media::audio::AudioFormat;
+use crate::sip::Uri;
 use crate::ua::{Phone, PhoneConfig, PhoneEvent, UaEvent};
 
 /// How long a hang-up may take before we exit anyway. A BYE the peer never
@@ -60,6 +62,17 @@ pub async fn run(args: CallArgs, emit: Emitter) -> Exit {
             return Exit::Network;
         }
     };
+    // Without an account the INVITE goes straight to the URI's address:
+    // our own socket would ring itself and time out after 32 s.
+    if acct.is_none() && calls_itself(&args.uri, phone.local_addr(), is_local_ip) {
+        tracing::error!(
+            "{} is our own address ({}): the call would call itself",
+            args.uri,
+            phone.local_addr()
+        );
+        phone.shutdown().await;
+        return Exit::Usage;
+    }
     super::nat::start(&phone, args.account.nat.options(acct.as_ref()), &emit).await;
     let (phone, reg) = match account::start(phone, &mut events, acct.as_ref(), &emit).await {
         Ok(started) => started,
@@ -240,6 +253,35 @@ pub async fn run(args: CallArgs, emit: Emitter) -> Exit {
     exit
 }
 
+/// Whether a call to `target` would reach our own SIP socket bound at
+/// `local`: the URI names one of our IP addresses (an IP literal) and our
+/// port (5060 when it gives none, RFC 3261 §19.1.2). `sips:` URIs and host
+/// names are never taken for ours.
+fn calls_itself(target: &str, local: SocketAddr, is_local: impl Fn(IpAddr) -> bool) -> bool {
+    let Ok(uri) = Uri::parse(target) else {
+        return false;
+    };
+    let Some(sip) = uri.as_sip() else {
+        return false;
+    };
+    let Some(ip) = sip.host.ip() else {
+        return false;
+    };
+    if sip.secure || sip.port.unwrap_or(5060) != local.port() {
+        return false;
+    }
+    if local.ip().is_unspecified() {
+        is_local(ip)
+    } else {
+        ip == local.ip()
+    }
+}
+
+/// Whether `ip` is an address of this machine (a socket can be bound to it).
+fn is_local_ip(ip: IpAddr) -> bool {
+    ip.is_loopback() || ip.is_unspecified() || std::net::UdpSocket::bind((ip, 0)).is_ok()
+}
+
 /// The call's own deadlines: the ring timeout (`--timeout`), the hang-up
 /// after `--duration`, and the end of the grace a hang-up gets.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -290,6 +332,26 @@ impl Deadlines {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_uri_naming_our_own_address_and_port_calls_itself() {
+        let any: SocketAddr = "0.0.0.0:5110".parse().unwrap();
+        let lo: SocketAddr = "127.0.0.1:5110".parse().unwrap();
+        let ours = |ip: IpAddr| ip.is_loopback() || ip == "198.51.100.7".parse::<IpAddr>().unwrap();
+        assert!(calls_itself("sip:x@127.0.0.1:5110", any, ours));
+        assert!(calls_itself("sip:x@198.51.100.7:5110", any, ours));
+        assert!(calls_itself("sip:x@127.0.0.1:5110", lo, ours));
+        let default_port: SocketAddr = "0.0.0.0:5060".parse().unwrap();
+        assert!(calls_itself("sip:127.0.0.1", default_port, ours));
+        // Another port, another machine, a name, or another loopback
+        // address than the one we are bound to: a real call.
+        assert!(!calls_itself("sip:x@127.0.0.1:5111", any, ours));
+        assert!(!calls_itself("sip:x@198.51.100.8:5110", any, ours));
+        assert!(!calls_itself("sip:x@localhost:5110", any, ours));
+        assert!(!calls_itself("sip:x@127.0.0.2:5110", lo, ours));
+        assert!(!calls_itself("sips:x@127.0.0.1:5110", any, ours));
+        assert!(!calls_itself("not a uri", any, ours));
+    }
 
     #[test]
     fn the_ring_timeout_never_fires_once_the_call_is_answered() {
