@@ -74,7 +74,7 @@ pub struct PhoneArgs {
     #[arg(long, value_name = "FILE.wav")]
     pub record: Option<PathBuf>,
     /// Use no sound card at all (--play and --record still work).
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["input_device", "output_device"])]
     pub null_audio: bool,
     /// Capture device by name (default: the system default).
     #[arg(long, value_name = "NAME")]
@@ -202,7 +202,7 @@ pub struct CommonArgs {
     #[arg(long, value_name = "FILE.wav")]
     pub record: Option<PathBuf>,
     /// Use no sound card at all (--play and --record still work).
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["input_device", "output_device"])]
     pub null_audio: bool,
     /// Capture device by name (default: the system default).
     #[arg(long, value_name = "NAME")]
@@ -514,6 +514,29 @@ mod tests {
             assert!(seconds(bad).is_err(), "{bad}");
         }
         assert!(loopback_seconds("0").is_err());
+    }
+
+    #[test]
+    fn null_audio_conflicts_with_naming_a_sound_card_device() {
+        for cmd in [
+            &["sipline", "call", "sip:a@127.0.0.1"][..],
+            &["sipline", "answer"],
+            &["sipline"],
+        ] {
+            for dev in ["--input-device", "--output-device"] {
+                let mut argv = cmd.to_vec();
+                argv.extend(["--null-audio", dev, "nosuch"]);
+                let err = Cli::try_parse_from(&argv).expect_err("refused");
+                assert_eq!(
+                    err.kind(),
+                    clap::error::ErrorKind::ArgumentConflict,
+                    "{argv:?}"
+                );
+            }
+            let mut argv = cmd.to_vec();
+            argv.push("--null-audio");
+            assert!(Cli::try_parse_from(&argv).is_ok(), "{argv:?}");
+        }
     }
 
     #[test]
