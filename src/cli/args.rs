@@ -292,7 +292,7 @@ pub struct AnswerArgs {
 
 #[derive(Debug, Args)]
 pub struct LoopbackArgs {
-    /// How long the call lasts after the answer (at least 1 s).
+    /// How long the call lasts after the answer (at least 2 s).
     #[arg(long, value_name = "SECS", default_value_t = 3.0, value_parser = loopback_seconds)]
     pub duration: f64,
     /// Codec to use.
@@ -463,8 +463,10 @@ fn ring_seconds(s: &str) -> Result<f64, String> {
 
 fn loopback_seconds(s: &str) -> Result<f64, String> {
     let v = seconds(s)?;
-    if v < 1.0 {
-        return Err(format!("{s:?}: a loopback call lasts at least 1 s"));
+    // Below 2 s too little audio is left after the delay search window to
+    // find the test signal in.
+    if v < 2.0 {
+        return Err(format!("{s:?}: a loopback call lasts at least 2 s"));
     }
     Ok(v)
 }

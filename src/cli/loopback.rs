@@ -206,6 +206,8 @@ pub struct DirectionReport {
     /// The jitter-buffer delay then: against `jitter_buffer_ms`, whether
     /// the buffer grew or shrank over the call (clock drift).
     pub jitter_buffer_early_ms: Option<f64>,
+    /// The delay the buffer aimed at then (it follows the measured jitter).
+    pub jitter_target_early_ms: Option<f64>,
     /// Late packets until then: `late_packets` minus this is what arrived
     /// too late once the buffer had adapted.
     pub late_packets_early: Option<u64>,
@@ -481,6 +483,13 @@ fn analyse(d: Direction<'_>) -> DirectionReport {
     let network_delay_ms = ms(d.network.mean_delay());
     let r = d.receiver;
     let expected = (r.packets_received - r.duplicates.min(r.packets_received)) + r.packets_lost;
+    // RFC 3550 §A.3 counts loss between packets received: when nothing
+    // arrived at all, every packet the sender sent was lost.
+    let (expected, lost) = if expected == 0 && d.sender.packets_sent > 0 {
+        (d.sender.packets_sent, d.sender.packets_sent)
+    } else {
+        (expected, r.packets_lost)
+    };
     let percent = |n: u64| {
         if expected == 0 {
             0.0
@@ -488,7 +497,7 @@ fn analyse(d: Direction<'_>) -> DirectionReport {
             100.0 * n as f64 / expected as f64
         }
     };
-    let effective_loss_percent = percent((r.packets_lost + r.late).saturating_sub(r.fec_recovered));
+    let effective_loss_percent = percent((lost + r.late).saturating_sub(r.fec_recovered));
     let signal_ok = whole.is_some_and(|m| m.score >= MIN_MATCH)
         && matches!((sent_dbfs, received_dbfs), (Some(s), Some(h)) if (s - h).abs() <= LEVEL_TOLERANCE_DB);
     DirectionReport {
@@ -500,6 +509,7 @@ fn analyse(d: Direction<'_>) -> DirectionReport {
         jitter_buffer_ms: r.jitter_buffer_ms,
         early_at_s: d.receiver_early.as_ref().map(|e| e.0),
         jitter_buffer_early_ms: d.receiver_early.as_ref().map(|e| e.1.jitter_buffer_ms),
+        jitter_target_early_ms: d.receiver_early.as_ref().map(|e| e.1.jitter_target_ms),
         late_packets_early: d.receiver_early.as_ref().map(|e| e.1.late),
         jitter_target_ms: r.jitter_target_ms,
         jitter_grown: r.jitter_grown,
@@ -507,8 +517,8 @@ fn analyse(d: Direction<'_>) -> DirectionReport {
         network_max_delay_ms: ms(d.network.max_delay),
         packets_sent: d.sender.packets_sent,
         packets_received: r.packets_received,
-        packets_lost: r.packets_lost,
-        loss_percent: percent(r.packets_lost),
+        packets_lost: lost,
+        loss_percent: percent(lost),
         late_packets: r.late,
         duplicates: r.duplicates,
         concealed_frames: r.concealed_frames,

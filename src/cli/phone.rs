@@ -605,10 +605,12 @@ impl App {
                     c.codec = Some(media.codec.encoding_name().to_string());
                 }
                 let remote = media.remote_rtp.map(|a| a.to_string());
+                let remote_rtcp = media.remote_rtcp.map(|a| a.to_string());
                 self.event(
                     "media",
                     json!({"call": id, "codec": media.codec.encoding_name(),
                            "payload_type": media.payload_type, "remote_rtp": remote,
+                           "remote_rtcp": remote_rtcp, "rtcp_mux": media.rtcp_mux,
                            "direction": media.direction.attribute(),
                            "telephone_event": media.telephone_event}),
                     &format!(
@@ -871,8 +873,14 @@ impl App {
             duration_s: duration.map(|d| (d * 10.0).round() / 10.0),
             result,
         };
-        if let Err(e) = history::append(&path, record) {
-            tracing::warn!("cannot write the call history {}: {e}", path.display());
+        match history::append(&path, record) {
+            Ok(Some(kept)) => tracing::warn!(
+                "the call history {} could not be read: kept as {} and started anew",
+                path.display(),
+                kept.display()
+            ),
+            Ok(None) => {}
+            Err(e) => tracing::warn!("cannot write the call history {}: {e}", path.display()),
         }
     }
 

@@ -212,7 +212,7 @@ impl UserAgent {
         };
         let dest = entry.dest;
         let req = self.with_preemptive_auth(req);
-        match self.tx.send_request(req, dest, now) {
+        let sent = match self.tx.send_request(req, dest, now) {
             Ok(key) => {
                 self.accounts
                     .regs
@@ -222,7 +222,9 @@ impl UserAgent {
                 true
             }
             Err(_) => false,
-        }
+        };
+        self.drain_tx(now);
+        sent
     }
 
     /// Sends a refreshing REGISTER now instead of at the refresh time

@@ -1750,3 +1750,35 @@ fn only_a_provisional_response_then_timer_b_is_no_final_response_not_no_response
         Some(EndReason::NoFinalResponse { status: 100 })
     );
 }
+
+/// The REGISTER with Expires: 0 leaves at once, not with the first
+/// Timer E retransmission (which sent it twice at T1 instead).
+#[test]
+fn unregister_sends_its_register_at_once() {
+    let mut ua = ua("alice", A, 7);
+    let mut events = Vec::new();
+    let now = Instant::now();
+    let registrar = addr("127.0.0.1:5999");
+    let cfg = super::registration::RegistrationConfig {
+        aor: "sip:alice@example.com".into(),
+        registrar: "sip:example.com".into(),
+        expires: 600,
+        route: Vec::new(),
+        instance: None,
+    };
+    let handle = ua.register(cfg, registrar, addr(A).ip(), now);
+    let first = next_register(&mut ua, &mut events).expect("a REGISTER");
+    ua.handle_datagram(&register_ok(&first, addr(A)), registrar, addr(A).ip(), now);
+    assert!(next_register(&mut ua, &mut events).is_none());
+    assert!(ua.unregister(handle, now));
+    let mut count = 0;
+    while let Some(o) = ua.poll_output() {
+        if let UaOutput::Transmit(t) = o
+            && let Ok(SipMessage::Request(r)) = parse_datagram(&t.payload)
+            && r.method == crate::sip::Method::Register
+        {
+            count += 1;
+        }
+    }
+    assert_eq!(count, 1);
+}

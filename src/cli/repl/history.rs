@@ -110,16 +110,42 @@ pub fn load(path: &Path) -> io::Result<Vec<Record>> {
 
 /// Appends one record to the file (created with its directory; written
 /// to a temporary file and renamed, so a crash never leaves half a file).
-pub fn append(path: &Path, record: Record) -> io::Result<()> {
-    let mut records = load(path).unwrap_or_default();
-    push(&mut records, record);
+/// Phones running at once take turns: the read-modify-write runs under an
+/// exclusive lock on `history.json.lock`, and each writes its own
+/// temporary file. A file that does not parse is never overwritten: it is
+/// kept as `history.json.damaged-<unix time>` (returned) and a new history
+/// starts.
+pub fn append(path: &Path, record: Record) -> io::Result<Option<PathBuf>> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let tmp = path.with_extension("json.tmp");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path.with_extension("json.lock"))?;
+    lock.lock()?;
+    let mut kept = None;
+    let mut records = match load(path) {
+        Ok(r) => r,
+        Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+            let secs = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or(Duration::ZERO)
+                .as_secs();
+            let aside = path.with_extension(format!("json.damaged-{secs}"));
+            std::fs::rename(path, &aside)?;
+            kept = Some(aside);
+            Vec::new()
+        }
+        Err(e) => return Err(e),
+    };
+    push(&mut records, record);
+    let tmp = path.with_extension(format!("json.tmp.{}", std::process::id()));
     let text = serde_json::to_string_pretty(&records).map_err(io::Error::other)?;
     std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, path)
+    std::fs::rename(&tmp, path)?;
+    Ok(kept)
 }
 
 /// The `history` listing of the newest `count` records, newest last.
@@ -155,6 +181,39 @@ pub fn render(records: &[Record], count: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_damaged_history_is_kept_aside_not_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("history.json");
+        std::fs::write(&path, "[{\"time\": oops").unwrap();
+        let kept = append(&path, rec("sip:a@x")).unwrap().expect("kept aside");
+        assert_eq!(std::fs::read_to_string(&kept).unwrap(), "[{\"time\": oops");
+        assert_eq!(load(&path).unwrap(), vec![rec("sip:a@x")]);
+        // A sound file is simply appended to.
+        assert_eq!(append(&path, rec("sip:b@x")).unwrap(), None);
+        assert_eq!(load(&path).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn phones_appending_at_once_lose_no_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub").join("history.json");
+        let threads: Vec<_> = (0..8)
+            .map(|i| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    for j in 0..5 {
+                        append(&path, rec(&format!("sip:{i}-{j}@x"))).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(load(&path).unwrap().len(), 40);
+    }
 
     fn rec(peer: &str) -> Record {
         Record {
