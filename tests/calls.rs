@@ -527,6 +527,15 @@ fn bad_time_and_identity_options_are_usage_errors() {
     for args in [
         &["call", "sip:x@127.0.0.1:9", "--duration", "inf"][..],
         &["call", "sip:x@127.0.0.1:9", "--timeout", "-1"],
+        &["call", "sip:x@127.0.0.1:9", "--timeout", "0"],
+        &[
+            "call",
+            "sip:x@127.0.0.1:9",
+            "--null-audio",
+            "--input-device",
+            "nosuch",
+        ],
+        &["answer", "--null-audio", "--output-device", "nosuch"],
         &["call", "sip:x@127.0.0.1:9", "--from", "notauri"],
         &["call", "sip:x@127.0.0.1:9", "--user", "a b"],
         &["answer", "--answer-after", "1e300"],
@@ -730,4 +739,115 @@ fn loopback_with_opus_passes_its_signal_check() {
             "{report}"
         );
     }
+}
+
+/// The `ended` event of `events`, if any.
+fn ended_event(events: &[serde_json::Value]) -> Option<&serde_json::Value> {
+    events.iter().find(|e| e["event"] == "ended")
+}
+
+#[test]
+fn caller_whose_bye_is_never_answered_still_reports_the_end_and_the_statistics() {
+    let (answer, port) = Sipline::answer(&["--null-audio"]);
+    let uri = format!("sip:test@127.0.0.1:{port}");
+    let mut call = Sipline::spawn(
+        "call",
+        &[
+            "call",
+            &uri,
+            "--bind",
+            "127.0.0.1",
+            "--duration",
+            "2",
+            "--null-audio",
+        ],
+        &[],
+    );
+    call.wait_event("answered", SECS);
+    // The callee freezes: our BYE gets no answer at all.
+    answer.signal("STOP");
+    let (code, events) = call.wait_exit(SECS);
+    answer.signal("CONT");
+    drop(answer);
+    assert_eq!(
+        code,
+        0,
+        "we hung up as asked; {events:?}\n{}",
+        call.stderr()
+    );
+    let ended = ended_event(&events).expect("an ended event");
+    assert_eq!(ended["reason"]["kind"], "bye_timeout", "{ended}");
+    assert!(
+        ended["media"]["packets_sent"].as_u64().unwrap_or(0) > 0,
+        "the statistics are there: {ended}"
+    );
+    assert!(
+        !call.stderr().contains("did not end in time"),
+        "{}",
+        call.stderr()
+    );
+}
+
+#[test]
+fn answer_terminated_while_the_caller_is_frozen_reports_the_end_and_the_statistics() {
+    let (mut answer, port) = Sipline::answer(&["--null-audio"]);
+    let uri = format!("sip:test@127.0.0.1:{port}");
+    let mut call = Sipline::spawn(
+        "call",
+        &["call", &uri, "--bind", "127.0.0.1", "--null-audio"],
+        &[],
+    );
+    call.wait_event("answered", SECS);
+    answer.wait_event("answered", SECS);
+    call.signal("STOP");
+    answer.signal("TERM");
+    let (code, events) = answer.wait_exit(SECS);
+    call.signal("CONT");
+    drop(call);
+    assert_eq!(code, 0, "{events:?}\n{}", answer.stderr());
+    let ended = ended_event(&events).expect("an ended event");
+    assert_eq!(ended["reason"]["kind"], "bye_timeout", "{ended}");
+    assert!(
+        ended["media"].is_object(),
+        "the statistics are there: {ended}"
+    );
+    assert!(
+        !answer.stderr().contains("did not end in time"),
+        "{}",
+        answer.stderr()
+    );
+}
+
+#[test]
+fn calling_our_own_address_is_a_usage_error_at_once() {
+    // A free port for our own socket.
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let uri = format!("sip:x@127.0.0.1:{port}");
+    let port = port.to_string();
+    let started = std::time::Instant::now();
+    let mut call = Sipline::spawn(
+        "call",
+        &["call", &uri, "--local-port", &port, "--null-audio"],
+        &[],
+    );
+    let (code, events) = call.wait_exit(SECS);
+    assert_eq!(code, 2, "{events:?}\n{}", call.stderr());
+    assert!(
+        call.stderr().contains("would call itself"),
+        "{}",
+        call.stderr()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "no waiting for Timer B: {:?}",
+        started.elapsed()
+    );
+    assert!(
+        !events.iter().any(|e| e["event"] == "calling"),
+        "{events:?}"
+    );
 }

@@ -391,3 +391,127 @@ fn callee_hangs_up_through_the_proxy_and_both_end() {
     );
     assert!(bye.contains("Route:"), "with the Record-Route set: {bye}");
 }
+
+/// A registrar on 127.0.0.1 that answers the `n`th REGISTER (from 0) with
+/// `answer(n)`: a status line plus extra headers, e.g. `"503 Busy\r\nRetry-After: 1"`;
+/// a 200 echoes the Contact with `expires=60`. Returns its port.
+fn fake_registrar(answer: fn(usize) -> &'static str) -> u16 {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = sock.local_addr().unwrap().port();
+    sock.set_read_timeout(Some(Duration::from_secs(120)))
+        .unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        let mut n = 0;
+        while let Ok((len, from)) = sock.recv_from(&mut buf) {
+            let text = String::from_utf8_lossy(&buf[..len]).to_string();
+            if !text.starts_with("REGISTER ") {
+                continue;
+            }
+            let header = |name: &str| -> Vec<String> {
+                text.lines()
+                    .filter(|l| {
+                        l.split_once(':')
+                            .is_some_and(|(h, _)| h.trim().eq_ignore_ascii_case(name))
+                    })
+                    .map(|l| l.to_string())
+                    .collect()
+            };
+            let first = answer(n);
+            n += 1;
+            let removal = header("Expires").iter().any(|l| l.ends_with(" 0"));
+            let mut resp = format!("SIP/2.0 {first}\r\n");
+            for name in ["Via", "From", "Call-ID", "CSeq"] {
+                for l in header(name) {
+                    resp.push_str(&format!("{l}\r\n"));
+                }
+            }
+            for l in header("To") {
+                resp.push_str(&format!("{l};tag=reg1\r\n"));
+            }
+            if first.starts_with("200") && !removal {
+                for l in header("Contact") {
+                    resp.push_str(&format!("{l};expires=60\r\n"));
+                }
+            }
+            resp.push_str("Content-Length: 0\r\n\r\n");
+            let _ = sock.send_to(resp.as_bytes(), from);
+        }
+    });
+    port
+}
+
+fn register_at(port: u16, pw: &Path) -> Sipline {
+    Sipline::spawn(
+        "register",
+        &[
+            "register",
+            "--bind",
+            "127.0.0.1",
+            "--aor",
+            "sip:alice@example.test",
+            "--registrar",
+            &format!("sip:127.0.0.1:{port}"),
+            "--password-file",
+            pw.to_str().unwrap(),
+        ],
+        &[],
+    )
+}
+
+#[test]
+fn a_503_with_retry_after_is_retried_then_the_registration_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let pw = password_file(dir.path(), "pw", "x");
+    let port = fake_registrar(|n| {
+        if n == 0 {
+            "503 Service Unavailable\r\nRetry-After: 1"
+        } else {
+            "200 OK"
+        }
+    });
+    let mut reg = register_at(port, &pw);
+    let failed = reg.wait_event("registration_failed", SECS);
+    assert_eq!(failed["status"], 503);
+    assert_eq!(failed["retry_after"], 1);
+    let retry = reg.wait_event("registration_retry", SECS);
+    assert_eq!(retry["retry_in_s"], 1.0);
+    reg.wait_event("registered", SECS);
+    reg.signal("INT");
+    let (code, events) = reg.wait_exit(SECS);
+    assert_eq!(code, 0, "{events:?}\n{}", reg.stderr());
+    assert!(events.iter().any(|e| e["event"] == "unregistered"));
+}
+
+#[test]
+fn a_definitive_4xx_ends_the_long_running_register_without_retrying() {
+    let dir = tempfile::tempdir().unwrap();
+    let pw = password_file(dir.path(), "pw", "x");
+    let port = fake_registrar(|_| "403 Forbidden");
+    let mut reg = register_at(port, &pw);
+    let (code, events) = reg.wait_exit(SECS);
+    assert_eq!(code, 4, "{events:?}\n{}", reg.stderr());
+    assert!(!events.iter().any(|e| e["event"] == "registration_retry"));
+}
+
+#[test]
+fn long_running_register_keeps_retrying_after_the_registrar_times_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let pw = password_file(dir.path(), "pw", "x");
+    // A port nothing listens on: Timer F (32 s) runs out.
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut reg = register_at(port, &pw);
+    let failed = reg.wait_event("registration_failed", Duration::from_secs(60));
+    assert_eq!(failed["kind"], "timeout");
+    let retry = reg.wait_event("registration_retry", SECS);
+    assert_eq!(retry["retry_in_s"], 30.0);
+    // Still running, waiting to try again.
+    std::thread::sleep(Duration::from_secs(1));
+    reg.signal("INT");
+    let (code, events) = reg.wait_exit(SECS);
+    assert_eq!(code, 130, "interrupted while not registered: {events:?}");
+}

@@ -157,6 +157,17 @@ pub async fn start(
     }
 }
 
+/// What registering `account` asks the phone for.
+pub fn spec(account: &Account) -> RegisterSpec {
+    RegisterSpec {
+        aor: account.aor.clone(),
+        registrar: account.registrar.clone(),
+        outbound_proxy: account.outbound_proxy.clone(),
+        expires: account.expires,
+        instance: Some(instance_id(&account.aor)),
+    }
+}
+
 /// Registers and waits for the outcome, printing the events.
 pub async fn register(
     phone: &Phone,
@@ -164,14 +175,7 @@ pub async fn register(
     account: &Account,
     emit: &Emitter,
 ) -> Result<RegHandle, Exit> {
-    let spec = RegisterSpec {
-        aor: account.aor.clone(),
-        registrar: account.registrar.clone(),
-        outbound_proxy: account.outbound_proxy.clone(),
-        expires: account.expires,
-        instance: Some(instance_id(&account.aor)),
-    };
-    let reg = phone.register(spec).await.map_err(|e| {
+    let reg = phone.register(spec(account)).await.map_err(|e| {
         tracing::error!("{e}");
         Exit::Network
     })?;

@@ -202,8 +202,9 @@ pub async fn run(args: AnswerArgs, emit: Emitter) -> Exit {
                 for call in live.keys() {
                     phone.hangup(*call);
                 }
-                // Give the hang-ups a bounded time to complete.
-                give_up = Instant::now() + Duration::from_secs(5);
+                // Give the hang-ups a bounded time to complete (an
+                // unanswered BYE ends its call after 4 s already).
+                give_up = Instant::now() + Duration::from_secs(10);
             }
             _ = tokio::time::sleep_until(give_up.into()) => {
                 tracing::warn!("calls did not end in time; exiting");

@@ -74,7 +74,7 @@ pub struct PhoneArgs {
     #[arg(long, value_name = "FILE.wav")]
     pub record: Option<PathBuf>,
     /// Use no sound card at all (--play and --record still work).
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["input_device", "output_device"])]
     pub null_audio: bool,
     /// Capture device by name (default: the system default).
     #[arg(long, value_name = "NAME")]
@@ -202,7 +202,7 @@ pub struct CommonArgs {
     #[arg(long, value_name = "FILE.wav")]
     pub record: Option<PathBuf>,
     /// Use no sound card at all (--play and --record still work).
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["input_device", "output_device"])]
     pub null_audio: bool,
     /// Capture device by name (default: the system default).
     #[arg(long, value_name = "NAME")]
@@ -256,8 +256,10 @@ pub struct CallArgs {
     /// Our From URI, e.g. sip:alice@example.com.
     #[arg(long, value_name = "URI", value_parser = sip_uri)]
     pub from: Option<String>,
-    /// Give up (CANCEL) when not answered within this many seconds.
-    #[arg(long, value_name = "SECS", value_parser = seconds)]
+    /// Give up (CANCEL) when not answered within this many seconds (more
+    /// than 0; without it the call rings until the callee or the network
+    /// ends it).
+    #[arg(long, value_name = "SECS", value_parser = ring_seconds)]
     pub timeout: Option<f64>,
     /// Send these DTMF digits (0-9 * # A-D) as RFC 4733 events after the answer.
     #[arg(long, value_name = "DIGITS", value_parser = dtmf_digits)]
@@ -450,6 +452,15 @@ fn jitter_bounds(s: &str) -> Result<JitterConfig, String> {
 }
 
 /// A loopback call needs at least a second of audio to measure.
+/// A ring timeout: more than 0 s (0 would cancel before anyone can answer).
+fn ring_seconds(s: &str) -> Result<f64, String> {
+    let v = seconds(s)?;
+    if v <= 0.0 {
+        return Err(format!("{s:?}: the ring timeout must be more than 0 s"));
+    }
+    Ok(v)
+}
+
 fn loopback_seconds(s: &str) -> Result<f64, String> {
     let v = seconds(s)?;
     // Below 2 s too little audio is left after the delay search window to
@@ -505,6 +516,38 @@ mod tests {
             assert!(seconds(bad).is_err(), "{bad}");
         }
         assert!(loopback_seconds("0").is_err());
+    }
+
+    #[test]
+    fn null_audio_conflicts_with_naming_a_sound_card_device() {
+        for cmd in [
+            &["sipline", "call", "sip:a@127.0.0.1"][..],
+            &["sipline", "answer"],
+            &["sipline"],
+        ] {
+            for dev in ["--input-device", "--output-device"] {
+                let mut argv = cmd.to_vec();
+                argv.extend(["--null-audio", dev, "nosuch"]);
+                let err = Cli::try_parse_from(&argv).expect_err("refused");
+                assert_eq!(
+                    err.kind(),
+                    clap::error::ErrorKind::ArgumentConflict,
+                    "{argv:?}"
+                );
+            }
+            let mut argv = cmd.to_vec();
+            argv.push("--null-audio");
+            assert!(Cli::try_parse_from(&argv).is_ok(), "{argv:?}");
+        }
+    }
+
+    #[test]
+    fn a_ring_timeout_of_zero_is_a_usage_error() {
+        let parse =
+            |t: &str| Cli::try_parse_from(["sipline", "call", "sip:a@127.0.0.1", "--timeout", t]);
+        assert!(parse("0").is_err());
+        assert!(parse("0.0").is_err());
+        assert!(parse("0.5").is_ok());
     }
 
     #[test]

@@ -154,10 +154,14 @@ pub fn describe_end(reason: &EndReason) -> String {
         EndReason::Rejected { status, reason } => format!("{status} {reason}"),
         EndReason::LocalReject { status } => format!("refused with {status}"),
         EndReason::Timeout => "no response (timeout)".into(),
+        EndReason::NoFinalResponse { status } => {
+            format!("no final answer within the ring timeout (last response {status})")
+        }
         EndReason::NoAck => "our answer was never acknowledged".into(),
         EndReason::TransportError => "network error".into(),
         EndReason::MediaFailure { detail } => format!("unusable media: {detail}"),
         EndReason::MediaTimeout => "no audio from the peer (RTP timeout)".into(),
+        EndReason::ByeTimeout => "we hung up; BYE not answered".into(),
     }
 }
 

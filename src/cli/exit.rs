@@ -43,7 +43,8 @@ impl Exit {
     /// The exit code for how an outgoing call ended.
     pub fn for_end(reason: &EndReason, interrupted: bool, ring_timeout: bool) -> Exit {
         match reason {
-            EndReason::LocalHangup | EndReason::RemoteHangup => Exit::Ok,
+            // We hung up; an unanswered BYE does not make the call fail.
+            EndReason::LocalHangup | EndReason::RemoteHangup | EndReason::ByeTimeout => Exit::Ok,
             EndReason::Cancelled if ring_timeout => Exit::NoAnswer,
             EndReason::Cancelled if interrupted => Exit::Interrupted,
             EndReason::Cancelled => Exit::NoAnswer,
@@ -52,7 +53,7 @@ impl Exit {
                 408 | 480 => Exit::NoAnswer,
                 _ => Exit::Failed,
             },
-            EndReason::Timeout => Exit::NoAnswer,
+            EndReason::Timeout | EndReason::NoFinalResponse { .. } => Exit::NoAnswer,
             EndReason::TransportError | EndReason::MediaTimeout => Exit::Network,
             EndReason::MediaFailure { .. } | EndReason::NoAck => Exit::Failed,
             EndReason::RemoteCancelled | EndReason::LocalReject { .. } => Exit::Failed,

@@ -57,6 +57,10 @@ pub enum RegEvent {
         status: Option<u16>,
         reason: String,
         kind: RegFailure,
+        /// The registrar's Retry-After in seconds (RFC 3261 §20.33), with
+        /// a 5xx (typically 503).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        retry_after: Option<u32>,
     },
 }
 
@@ -127,6 +131,18 @@ fn via_source(resp: &Response) -> Option<SocketAddr> {
         .and_then(|r| r.trim_matches(['[', ']']).parse::<IpAddr>().ok())
         .or_else(|| via.host.ip())?;
     Some(SocketAddr::new(crate::transport::canonical_ip(ip), port))
+}
+
+/// RFC 3261 §20.33: the delay-seconds of a Retry-After header (its
+/// comment and parameters ignored).
+fn retry_after(resp: &Response) -> Option<u32> {
+    let v = resp.headers.get("Retry-After")?;
+    let digits: String = v
+        .trim_start()
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
 }
 
 /// A Digest answer: which header carries it and its value.
@@ -260,7 +276,7 @@ impl UserAgent {
             }
             Err(e) => {
                 tracing::warn!("cannot send REGISTER: {e}");
-                self.registration_failed(handle, None, e.to_string(), RegFailure::Network);
+                self.registration_failed(handle, (None, e.to_string(), RegFailure::Network), None);
             }
         }
     }
@@ -337,7 +353,8 @@ impl UserAgent {
             }),
             RegOutcome::RetryWithExpires { .. } => self.send_register(handle, now),
             RegOutcome::Failed { status, reason } => {
-                self.registration_failed(handle, Some(status), reason, RegFailure::Rejected)
+                let failure = (Some(status), reason, RegFailure::Rejected);
+                self.registration_failed(handle, failure, retry_after(resp));
             }
         }
         self.accounts.authorized.remove(key);
@@ -422,7 +439,11 @@ impl UserAgent {
             Err(why) => {
                 // The status goes separately: the reason is the phrase and why.
                 let reason = format!("{} ({why})", resp.reason);
-                self.registration_failed(handle, Some(resp.status), reason, RegFailure::Auth)
+                self.registration_failed(
+                    handle,
+                    (Some(resp.status), reason, RegFailure::Auth),
+                    None,
+                )
             }
         }
     }
@@ -454,15 +475,16 @@ impl UserAgent {
         } else {
             "no response from the registrar"
         };
-        self.registration_failed(handle, None, text.into(), kind);
+        self.registration_failed(handle, (None, text.into(), kind), None);
     }
 
+    /// Reports a failed registration: (status, reason, kind), and the
+    /// registrar's Retry-After.
     fn registration_failed(
         &mut self,
         handle: RegHandle,
-        status: Option<u16>,
-        reason: String,
-        kind: RegFailure,
+        (status, reason, kind): (Option<u16>, String, RegFailure),
+        retry_after: Option<u32>,
     ) {
         if let Some(e) = self.accounts.regs.get_mut(&handle) {
             e.reg.handle_failure();
@@ -474,6 +496,7 @@ impl UserAgent {
                 status,
                 reason,
                 kind,
+                retry_after,
             },
         });
     }

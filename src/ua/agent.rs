@@ -66,8 +66,12 @@ pub enum EndReason {
     Rejected { status: u16, reason: String },
     /// We refused the incoming call.
     LocalReject { status: u16 },
-    /// No final response in time (Timer B / 408).
+    /// No response at all in time (Timer B / 408).
     Timeout,
+    /// The callee sent provisional responses (the latest: `status`) but no
+    /// final one before Timer B (RFC 6026 keeps it running in Proceeding)
+    /// or our ring timeout.
+    NoFinalResponse { status: u16 },
     /// Our 2xx was never acknowledged (§13.3.1.4).
     NoAck,
     /// The network refused the request.
@@ -76,6 +80,9 @@ pub enum EndReason {
     MediaFailure { detail: String },
     /// The peer stopped sending RTP; we sent BYE without waiting for it.
     MediaTimeout,
+    /// We hung up after the answer but the peer never answered our BYE
+    /// (RFC 3261 §15.1.1: the session is over once the BYE is sent).
+    ByeTimeout,
 }
 
 /// Events for the shell and the user.
@@ -250,6 +257,7 @@ impl UserAgent {
             .chain(retrans)
             .chain(self.accounts.next_timeout())
             .chain(self.next_reinvite_retry())
+            .chain(self.calls.values().filter_map(|c| c.bye_deadline))
             .min()
     }
 
@@ -634,6 +642,7 @@ impl UserAgent {
 
     /// §15.1.1: BYE within the dialog, to the next hop.
     pub(super) fn send_bye(&mut self, call: CallHandle, now: Instant) {
+        let wait = self.bye_wait();
         let local_ip = match self.calls.get(&call) {
             Some(c) => c.local_ip,
             None => return,
@@ -649,6 +658,7 @@ impl UserAgent {
         bye.headers.push("Content-Length", "0");
         let dest = next_hop_addr(dialog, c.peer);
         c.state = CallState::Terminating;
+        c.bye_deadline = Some(now + wait);
         match self.tx.send_request(bye, dest, now) {
             Ok(key) => c.bye_key = Some(key),
             Err(_) => self.end_call(call, EndReason::LocalHangup),
@@ -742,9 +752,33 @@ impl UserAgent {
         for call in due {
             self.on_2xx_retransmit_timer(call, now);
         }
+        self.on_timer_bye_wait(now);
         self.refresh_registrations(now);
         self.on_timer_reinvite_retry(now);
         self.drain_tx(now);
+    }
+
+    /// How long a call waits for the answer to our BYE before it ends
+    /// anyway: 8·T1 (4 s by default), long enough for four transmissions
+    /// of the BYE (Timer E: 0, T1, 3·T1, 7·T1). RFC 3261 §15.1.1: the
+    /// session is terminated as soon as the BYE is sent, so nothing
+    /// waits for Timer F's 64·T1; the transaction keeps retransmitting
+    /// on its own.
+    pub fn bye_wait(&self) -> Duration {
+        self.cfg.timers.t1 * 8
+    }
+
+    /// Ends the calls whose BYE went unanswered for [`UserAgent::bye_wait`].
+    fn on_timer_bye_wait(&mut self, now: Instant) {
+        let due: Vec<CallHandle> = self
+            .calls
+            .values()
+            .filter(|c| c.bye_deadline.is_some_and(|t| t <= now))
+            .map(|c| c.handle)
+            .collect();
+        for call in due {
+            self.end_call(call, EndReason::ByeTimeout);
+        }
     }
 
     /// §13.3.1.4: re-send the 2xx at T1, doubling up to T2; after 64·T1
@@ -1215,6 +1249,7 @@ impl UserAgent {
     fn on_invite_provisional(&mut self, call: CallHandle, resp: Response, now: Instant) {
         let c = self.calls.get_mut(&call).expect("caller checked");
         c.got_provisional = true;
+        c.last_provisional = Some(resp.status);
         if resp.status > 100 && c.state == CallState::Calling {
             c.state = CallState::Early;
         }
@@ -1379,10 +1414,10 @@ impl UserAgent {
         if c.is_established() {
             return;
         }
-        let reason = if c.cancelled || c.cancel_pending {
-            EndReason::Cancelled
-        } else {
-            reason
+        let reason = match (c.cancelled || c.cancel_pending, c.last_provisional, reason) {
+            (true, _, _) => EndReason::Cancelled,
+            (false, Some(status), EndReason::Timeout) => EndReason::NoFinalResponse { status },
+            (false, _, reason) => reason,
         };
         self.referred_ended(call, &reason, now);
         self.end_call(call, reason);

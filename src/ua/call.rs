@@ -82,6 +82,8 @@ pub struct Call {
     pub cancelled: bool,
     /// Outgoing: a provisional response arrived, so CANCEL may be sent.
     pub got_provisional: bool,
+    /// Outgoing: the status of the latest provisional response.
+    pub last_provisional: Option<u16>,
     /// Outgoing: the ACK for the 2xx, re-sent for each retransmitted 2xx
     /// (§13.2.2.4).
     pub ack: Option<(SocketAddr, Vec<u8>)>,
@@ -90,6 +92,9 @@ pub struct Call {
     /// Incoming: hang up once the ACK arrives (§15).
     pub bye_after_ack: bool,
     pub bye_key: Option<TransactionKey>,
+    /// Our BYE is out: the call ends at this instant even if the peer never
+    /// answers it (see `UserAgent::bye_wait`).
+    pub bye_deadline: Option<Instant>,
     /// When the call was answered, for durations.
     pub answered_at: Option<Instant>,
     /// Who holds whom (RFC 3264 §8.4), see `hold.rs`.
@@ -137,10 +142,12 @@ impl Call {
             cancel_pending: false,
             cancelled: false,
             got_provisional: false,
+            last_provisional: None,
             ack: None,
             ok_retransmit: None,
             bye_after_ack: false,
             bye_key: None,
+            bye_deadline: None,
             answered_at: None,
             hold: HoldState::default(),
             reinvite: None,

@@ -82,7 +82,7 @@ pub fn sipfrag_status(body: &[u8]) -> Option<(u16, String)> {
 fn end_status(reason: &EndReason) -> (u16, String) {
     match reason {
         EndReason::Rejected { status, reason } => (*status, reason.clone()),
-        EndReason::Timeout => (408, "Request Timeout".into()),
+        EndReason::Timeout | EndReason::NoFinalResponse { .. } => (408, "Request Timeout".into()),
         EndReason::Cancelled | EndReason::RemoteCancelled => (487, "Request Terminated".into()),
         EndReason::TransportError => (503, "Service Unavailable".into()),
         EndReason::MediaFailure { .. } => (488, "Not Acceptable Here".into()),

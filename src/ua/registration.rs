@@ -9,6 +9,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::accounts::RegFailure;
 use crate::sip::{Method, NameAddr, Request, Response, SipUri, Uri};
 
 /// What to register.
@@ -356,6 +357,57 @@ pub fn refresh_delay(expires: u32) -> Duration {
     Duration::from_secs(secs)
 }
 
+/// RFC 5626 §4.5 style back-off for a registration that must stay up
+/// (`sipline register`): after a failure that may pass (no answer, a
+/// network error, 408 or a 5xx), try again after 30 s, doubling with each
+/// failure in a row up to 5 min; a Retry-After from the registrar (RFC 3261
+/// §21.5.4, §20.33) sets the wait instead. Refused credentials and other
+/// final 4xx–6xx answers are not retried. Sans-IO: the caller passes the
+/// time and sleeps until the instant returned.
+#[derive(Debug, Clone, Default)]
+pub struct RetryBackoff {
+    /// Failures since the last success.
+    failures: u32,
+}
+
+impl RetryBackoff {
+    /// The wait after the first failure.
+    pub const BASE: Duration = Duration::from_secs(30);
+    /// The longest wait.
+    pub const MAX: Duration = Duration::from_secs(300);
+
+    /// When to register again after a failure at `now`, or `None` when the
+    /// failure is final.
+    pub fn on_failure(
+        &mut self,
+        kind: RegFailure,
+        status: Option<u16>,
+        retry_after: Option<u32>,
+        now: Instant,
+    ) -> Option<Instant> {
+        let passing = match kind {
+            RegFailure::Timeout | RegFailure::Network => true,
+            RegFailure::Rejected => status.is_some_and(|s| s == 408 || (500..600).contains(&s)),
+            RegFailure::Auth => false,
+        };
+        if !passing {
+            return None;
+        }
+        let doubled = Self::BASE.saturating_mul(1 << self.failures.min(16));
+        self.failures = self.failures.saturating_add(1);
+        let wait = match retry_after {
+            Some(secs) => Duration::from_secs(u64::from(secs.max(1))),
+            None => doubled.min(Self::MAX),
+        };
+        Some(now + wait)
+    }
+
+    /// The registration succeeded: the next failure waits [`Self::BASE`] again.
+    pub fn on_success(&mut self) {
+        self.failures = 0;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -576,5 +628,63 @@ Content-Length: 0
             refresh_delay(1),
             Duration::from_secs(1).max(Duration::from_secs(0))
         );
+    }
+}
+
+#[cfg(test)]
+mod backoff_tests {
+    use super::*;
+
+    #[test]
+    fn retries_double_from_30_s_to_a_5_min_cap_and_reset_on_success_rfc5626_4_5() {
+        let t0 = Instant::now();
+        let mut b = RetryBackoff::default();
+        let secs = |at: Option<Instant>, now: Instant| at.map(|t| (t - now).as_secs());
+        let mut waits = Vec::new();
+        for _ in 0..6 {
+            waits.push(secs(b.on_failure(RegFailure::Timeout, None, None, t0), t0));
+        }
+        let want = [30, 60, 120, 240, 300, 300].map(Some);
+        assert_eq!(waits, want);
+        b.on_success();
+        assert_eq!(
+            secs(b.on_failure(RegFailure::Network, None, None, t0), t0),
+            Some(30)
+        );
+    }
+
+    #[test]
+    fn a_5xx_or_408_is_retried_and_retry_after_sets_the_wait_rfc3261_21_5_4() {
+        let t0 = Instant::now();
+        let mut b = RetryBackoff::default();
+        let at = b.on_failure(RegFailure::Rejected, Some(503), Some(7), t0);
+        assert_eq!(at, Some(t0 + Duration::from_secs(7)));
+        let at = b.on_failure(RegFailure::Rejected, Some(503), Some(0), t0);
+        assert_eq!(at, Some(t0 + Duration::from_secs(1)), "never a busy loop");
+        let at = b.on_failure(RegFailure::Rejected, Some(500), None, t0);
+        assert_eq!(
+            at,
+            Some(t0 + Duration::from_secs(120)),
+            "third failure in a row"
+        );
+        assert!(
+            b.on_failure(RegFailure::Rejected, Some(408), None, t0)
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn refused_credentials_and_final_4xx_are_not_retried() {
+        let t0 = Instant::now();
+        let mut b = RetryBackoff::default();
+        assert_eq!(b.on_failure(RegFailure::Auth, Some(401), None, t0), None);
+        for status in [403, 404, 488, 603] {
+            assert_eq!(
+                b.on_failure(RegFailure::Rejected, Some(status), None, t0),
+                None,
+                "{status}"
+            );
+        }
+        assert_eq!(b.on_failure(RegFailure::Rejected, None, None, t0), None);
     }
 }

@@ -1934,6 +1934,53 @@ fn a_request_whose_via_says_port_0_is_answered_at_its_source_rfc3581_4() {
     assert_eq!(dests, [addr(A)]);
 }
 
+#[test]
+fn unanswered_bye_ends_the_call_after_8_t1_without_waiting_for_timer_f_rfc3261_15_1_1() {
+    let mut p = Pair::new();
+    let call = p.dial();
+    let incoming = p.incoming();
+    p.b.answer(incoming, media("127.0.0.2", 50000), p.now)
+        .unwrap();
+    p.settle();
+    // B is gone: nothing it would send arrives any more.
+    p.drop = Box::new(|from, _| from == "b");
+    let hung_up = p.now;
+    p.a.hangup(call, p.now).unwrap();
+    p.settle();
+    assert_eq!(ended(&p.a_events), None, "the BYE gets its chance first");
+    p.run_for(Duration::from_millis(3900));
+    assert_eq!(ended(&p.a_events), None);
+    p.run_for(Duration::from_millis(200));
+    assert_eq!(ended(&p.a_events), Some(EndReason::ByeTimeout));
+    assert_eq!(p.a.call_count(), 0);
+    assert_eq!(p.now.duration_since(hung_up), Duration::from_millis(4100));
+    // BYE at 0, 0.5, 1.5 and 3.5 s (Timer E).
+    assert_eq!(p.sent("a", "BYE "), 4);
+    // The transaction goes on retransmitting until Timer F, without a
+    // second end.
+    p.run_for(Duration::from_secs(40));
+    let ends = p
+        .a_events
+        .iter()
+        .filter(|e| matches!(e, UaEvent::Ended { .. }))
+        .count();
+    assert_eq!(ends, 1);
+}
+
+#[test]
+fn only_a_provisional_response_then_timer_b_is_no_final_response_not_no_response_rfc6026() {
+    let mut p = Pair::new();
+    // The callee's 180 (and anything after it) is lost: only 100 Trying arrives.
+    p.drop = Box::new(|from, text| from == "b" && !text.starts_with("SIP/2.0 100"));
+    p.dial();
+    assert_eq!(p.sent("b", "SIP/2.0 100"), 1);
+    p.run_for(Duration::from_secs(33));
+    assert_eq!(
+        ended(&p.a_events),
+        Some(EndReason::NoFinalResponse { status: 100 })
+    );
+}
+
 /// The REGISTER with Expires: 0 leaves at once, not with the first
 /// Timer E retransmission (which sent it twice at T1 instead).
 #[test]
