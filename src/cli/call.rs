@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::account;
 use super::args::CallArgs;
-use super::events::{Emitter, emit_dtmf};
+use super::events::{Emitter, describe_end, emit_dtmf};
 use super::exit::Exit;
 use super::io::open_io;
 use super::{Signals, phone_config, phone_config_for};
@@ -165,7 +165,7 @@ pub async fn run(args: CallArgs, emit: Emitter) -> Exit {
                         call = new;
                     }
                     PhoneEvent::CallEnded { call: ended, reason, .. } if ended != call => {
-                        tracing::info!("call {ended} (before the transfer) ended: {reason:?}");
+                        tracing::info!("call {ended} (before the transfer) ended: {}", describe_end(&reason));
                     }
                     PhoneEvent::CallEnded { reason, stats, codec, .. } => {
                         let dur = answered_at.map(|t| t.elapsed().as_secs_f64());
