@@ -300,7 +300,7 @@ fn loopback_device_without_a_sound_card_exits_7() {
     let env = env_strings(&card.env("/dev/null", Path::new("/dev/zero")));
     let mut lb = Sipline::spawn(
         "loopback",
-        &["loopback", "--device", "--duration", "1"],
+        &["loopback", "--device", "--duration", "2"],
         &env,
     );
     let (code, events) = lb.wait_exit(LIMIT);
