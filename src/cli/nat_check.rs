@@ -109,13 +109,19 @@ pub fn split_host_port(given: &str) -> Result<(String, u16), NatCheckError> {
         given: given.to_string(),
         reason,
     };
-    if given.is_empty() {
+    if given.trim().is_empty() {
         return Err(bad("empty"));
+    }
+    if given.chars().any(char::is_whitespace) {
+        return Err(bad("a host name has no spaces"));
     }
     if let Ok(ip) = given.parse::<IpAddr>() {
         return Ok((ip.to_string(), STUN_PORT));
     }
     if let Ok(sa) = given.parse::<SocketAddr>() {
+        if sa.port() == 0 {
+            return Err(bad("the port must be 1-65535"));
+        }
         return Ok((sa.ip().to_string(), sa.port()));
     }
     if let Some(inner) = given.strip_prefix('[').and_then(|g| g.strip_suffix(']')) {
@@ -366,6 +372,10 @@ mod tests {
             "[x]",
             "[::1]:",
             "a:b:c",
+            "127.0.0.1:0",
+            "[::1]:0",
+            " ",
+            "stun .example.net",
         ] {
             assert!(
                 matches!(split_host_port(bad), Err(NatCheckError::BadServer { .. })),
