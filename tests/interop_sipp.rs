@@ -277,7 +277,17 @@ fn sipp_uac_calls_us_and_hangs_up_and_we_see_a_remote_hangup() {
     let (code, events) = answer.wait_exit(LIMIT);
     assert_exits(&answer, code, 0, &events, &mut sipp);
 
-    assert_eq!(events_named(&events, "incoming").len(), 1, "{events:#?}");
+    let incoming = events_named(&events, "incoming");
+    assert_eq!(incoming.len(), 1, "{events:#?}");
+    // SIPp's From is `sipp <sip:sipp@127.0.0.1:PORT>;tag=...`: the caller
+    // is given without the tag.
+    assert!(incoming[0]["from"].as_str().unwrap().contains("tag="));
+    assert_eq!(incoming[0]["display_name"], "sipp", "{:#?}", incoming[0]);
+    let uri = incoming[0]["uri"].as_str().unwrap();
+    assert!(
+        uri.starts_with("sip:sipp@127.0.0.1") && !uri.contains("tag"),
+        "{uri}"
+    );
     assert_eq!(events_named(&events, "answered").len(), 1, "{events:#?}");
     assert_eq!(end_kind(&events), "remote_hangup", "{events:#?}");
 }

@@ -96,13 +96,12 @@ pub async fn run(args: AnswerArgs, emit: Emitter) -> Exit {
                 let Some(ev) = ev else { return Exit::Internal };
                 match ev {
                     PhoneEvent::Ua(UaEvent::IncomingCall { call, from, to }) => {
+                        let (display, uri, who) = crate::cli::repl::state::caller(&from);
                         emit.emit(
                             "incoming",
-                            json!({"call": call, "from": from, "to": to}),
-                            &format!(
-                                "incoming call {call} from {}",
-                                crate::cli::repl::state::caller(&from).2
-                            ),
+                            json!({"call": call, "from": from, "display_name": display,
+                                   "uri": uri, "to": to}),
+                            &format!("incoming call {call} from {who}"),
                         );
                         live.insert(call, None);
                         match (args.reject, stopping) {
