@@ -1689,6 +1689,17 @@ fn dialog_creating_responses_copy_the_record_route_in_order_rfc3261_12_1_1() {
 
 const OFFER: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
 
+/// alice's registration at example.com for 600 s, without outbound.
+fn alice_registration() -> super::registration::RegistrationConfig {
+    super::registration::RegistrationConfig {
+        aor: "sip:alice@example.com".into(),
+        registrar: "sip:example.com".into(),
+        expires: 600,
+        route: Vec::new(),
+        instance: None,
+    }
+}
+
 /// The next REGISTER `ua` sends.
 fn next_register(ua: &mut UserAgent, events: &mut Vec<UaEvent>) -> Option<crate::sip::Request> {
     let mut found = None;
@@ -1737,13 +1748,7 @@ fn rport_in_the_register_response_moves_the_contact_and_removes_the_stale_bindin
     let mut events = Vec::new();
     let mut now = Instant::now();
     let registrar = addr("198.51.100.70:5060");
-    let cfg = super::registration::RegistrationConfig {
-        aor: "sip:alice@example.com".into(),
-        registrar: "sip:example.com".into(),
-        expires: 600,
-        route: Vec::new(),
-        instance: None,
-    };
+    let cfg = alice_registration();
     ua.register(cfg, registrar, addr(A).ip(), now);
     let first = next_register(&mut ua, &mut events).expect("a REGISTER");
     assert_eq!(
@@ -1807,13 +1812,7 @@ fn a_response_from_an_unnatted_registrar_changes_nothing_rfc3581_4() {
     let mut events = Vec::new();
     let now = Instant::now();
     let registrar = addr("127.0.0.9:5060");
-    let cfg = super::registration::RegistrationConfig {
-        aor: "sip:alice@example.com".into(),
-        registrar: "sip:example.com".into(),
-        expires: 600,
-        route: Vec::new(),
-        instance: None,
-    };
+    let cfg = alice_registration();
     ua.register(cfg, registrar, addr(A).ip(), now);
     let first = next_register(&mut ua, &mut events).unwrap();
     ua.handle_datagram(&register_ok(&first, addr(A)), registrar, addr(A).ip(), now);
@@ -1864,13 +1863,7 @@ fn a_refused_registration_gives_the_status_once_and_the_reason_in_words() {
     let mut events = Vec::new();
     let now = Instant::now();
     let registrar = addr("198.51.100.71:5060");
-    let cfg = super::registration::RegistrationConfig {
-        aor: "sip:alice@example.com".into(),
-        registrar: "sip:example.com".into(),
-        expires: 600,
-        route: Vec::new(),
-        instance: None,
-    };
+    let cfg = alice_registration();
     ua.register(cfg, registrar, addr(A).ip(), now);
     let req = next_register(&mut ua, &mut events).expect("a REGISTER");
     let challenge = format!(
@@ -1989,13 +1982,7 @@ fn unregister_sends_its_register_at_once() {
     let mut events = Vec::new();
     let now = Instant::now();
     let registrar = addr("127.0.0.1:5999");
-    let cfg = super::registration::RegistrationConfig {
-        aor: "sip:alice@example.com".into(),
-        registrar: "sip:example.com".into(),
-        expires: 600,
-        route: Vec::new(),
-        instance: None,
-    };
+    let cfg = alice_registration();
     let handle = ua.register(cfg, registrar, addr(A).ip(), now);
     let first = next_register(&mut ua, &mut events).expect("a REGISTER");
     ua.handle_datagram(&register_ok(&first, addr(A)), registrar, addr(A).ip(), now);
